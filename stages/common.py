@@ -1,0 +1,36 @@
+"""What every stage shares: the project root, validated params, and clean failure."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from wae.config import Params, load_params
+from wae.errors import WAEError
+
+# Stages run from the repository root (DVC's wdir); a `dvc exp run --temp` or queued experiment
+# runs in a temporary copy, and DVC_ROOT names the real workspace that owns the MLflow store.
+REPO = Path.cwd()
+
+
+def project_root() -> Path:
+    """The workspace that owns shared state (the MLflow store): DVC_ROOT when DVC sets it."""
+    return Path(os.environ.get("DVC_ROOT") or REPO).resolve()
+
+
+def params() -> Params:
+    return load_params(REPO / "params.yaml")
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage: a user-facing error prints one clear line and exits with status 2."""
+    try:
+        main()
+    except WAEError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
