@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+
+# TensorFlow's C++ start-up chatter (oneDNN, CPU features) hides the stage's own output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from collections.abc import Callable
 from pathlib import Path
 
 from wae.config import Params, load_params
-from wae.errors import WAEError
+from wae.errors import TrainingInterrupted, WAEError
 
 # Stages run from the repository root (DVC's wdir); a `dvc exp run --temp` or queued experiment
 # runs in a temporary copy, and DVC_ROOT names the real workspace that owns the MLflow store.
@@ -28,6 +31,9 @@ def run(main: Callable[[], None]) -> None:
     """Run a stage: a user-facing error prints one clear line and exits with status 2."""
     try:
         main()
+    except TrainingInterrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(130)
     except WAEError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

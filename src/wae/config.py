@@ -130,7 +130,8 @@ class TrainConfig:
             f"one factor per milestone ({len(self.lr_milestones)} milestones)",
         )
         _check(
-            list(self.lr_milestones) == sorted(set(self.lr_milestones)) and all(m >= 1 for m in self.lr_milestones),
+            list(self.lr_milestones) == sorted(set(self.lr_milestones))
+            and all(m >= 1 for m in self.lr_milestones),
             f"{section}.lr_milestones",
             list(self.lr_milestones),
             "strictly increasing epoch numbers >= 1",
@@ -154,7 +155,7 @@ class SampleConfig:
     def validate(self, section: str) -> None:
         _at_least(f"{section}.n_samples", self.n_samples, 1)
         _check(
-            1 <= self.grid_size and self.grid_size**2 <= self.n_samples,
+            self.grid_size >= 1 and self.grid_size**2 <= self.n_samples,
             f"{section}.grid_size",
             self.grid_size,
             f"1 <= grid_size and grid_size**2 <= n_samples ({self.n_samples})",
@@ -186,7 +187,7 @@ class MlflowConfig:
 
     experiment_name: str = "wae-mnist"
     registered_model_name: str = "wae-decoder"
-    model_alias: str = "latest"
+    model_alias: str = "current"
 
     def validate(self, section: str) -> None:
         for name in ("experiment_name", "registered_model_name", "model_alias"):
@@ -197,6 +198,12 @@ class MlflowConfig:
             f"{section}.model_alias",
             self.model_alias,
             "letters, digits, '-' and '_'",
+        )
+        _check(
+            self.model_alias.lower() != "latest" and not self.model_alias.lower().startswith("v"),
+            f"{section}.model_alias",
+            self.model_alias,
+            "a name other than 'latest' or 'v<number>' (MLflow reserves those)",
         )
 
 

@@ -1,0 +1,213 @@
+"""The pictures of `sample` and `evaluate`, as matplotlib Figures (Agg, no pyplot state).
+
+Digits are drawn as in the reference post: cmap 'Greys', no ticks. Grey levels are fixed to
+[0, 1] (vmin/vmax), so a faint sample looks faint instead of being stretched to full contrast.
+Save with `wae.atomic.save_figure`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
+
+from wae.sampling import Traversal
+
+PAD = 2  # pixels between digits in a montage, drawn light grey
+
+
+def _greys() -> Colormap:
+    cmap = matplotlib.colormaps["Greys"].copy()
+    cmap.set_bad("#d9d9d9")  # the NaN padding between digits
+    return cmap
+
+
+def montage(images: np.ndarray) -> np.ndarray:
+    """(rows, cols, H, W[, 1]) -> one (rows*(H+PAD)-PAD, cols*(W+PAD)-PAD) array, NaN between digits.
+
+    One imshow of a montage is much faster than one Axes per digit for 15 x 15 grids.
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim == 5:
+        images = images[..., 0]
+    rows, cols, h, w = images.shape
+    canvas = np.full((rows * (h + PAD) - PAD, cols * (w + PAD) - PAD), np.nan, np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            canvas[r * (h + PAD) : r * (h + PAD) + h, c * (w + PAD) : c * (w + PAD) + w] = images[r, c]
+    return canvas
+
+
+def image_grid(
+    images: np.ndarray,
+    title: str,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    cell: float = 0.6,
+) -> Figure:
+    """A rows x cols grid of digits (rows, cols, 28, 28, 1) in one montage, optionally labelled."""
+    rows, cols = images.shape[:2]
+    side = images.shape[2]
+    figure = Figure(figsize=(max(cols * cell + 1.2, 4.0), rows * cell + 0.9), layout="constrained")
+    ax = figure.subplots()
+    ax.imshow(montage(images), cmap=_greys(), vmin=0.0, vmax=1.0, interpolation="nearest")
+    centres = [i * (side + PAD) + side / 2 - 0.5 for i in range(max(rows, cols))]
+    ax.set_yticks(centres[:rows] if row_labels else [], row_labels or [], fontsize=8)
+    ax.set_xticks(centres[:cols] if col_labels else [], col_labels or [], fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=10)
+    return figure
+
+
+def samples_figure(samples: np.ndarray, grid_size: int) -> Figure:
+    """The post's final picture: a grid_size x grid_size grid 'Samples from the generator'."""
+    figure = Figure(figsize=(8, 8))
+    axes = figure.subplots(grid_size, grid_size, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(samples[i, :, :, 0], cmap="Greys", vmin=0.0, vmax=1.0)
+        ax.grid(False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    figure.suptitle("Samples from the generator")
+    return figure
+
+
+def reconstructions_figure(originals: np.ndarray, reconstructions: np.ndarray) -> Figure:
+    """Test digits (top row) above their reconstructions (bottom row)."""
+    originals = np.asarray(originals, np.float32)
+    if originals.max() > 1.0:
+        originals = originals / 255.0
+    pair = np.stack([originals, np.asarray(reconstructions, np.float32)])
+    return image_grid(pair, "Test digits and their reconstructions", row_labels=["test", "recon"])
+
+
+def interpolations_figure(images: np.ndarray, row_labels: list[str]) -> Figure:
+    """Rows of decoded points on straight latent lines between two encoded test digits."""
+    steps = images.shape[1]
+    col_labels = ["start"] + [""] * (steps - 2) + ["end"]
+    return image_grid(
+        images, "Linear interpolation in latent space between test digits", row_labels, col_labels
+    )
+
+
+def traversal_figure(traversal: Traversal, prior_std: float) -> Figure:
+    """The latent traversal of `sampling.traversal`, columns labelled by their value in prior stds."""
+    steps = traversal.images.shape[1]
+    values = np.linspace(-3.0, 3.0, steps)
+    col_labels = [f"{v:+.0f}σ" if abs(v - round(v)) < 1e-6 else "" for v in values]
+    return image_grid(traversal.images, traversal.title, traversal.row_labels, col_labels)
+
+
+# --- Latent space -----------------------------------------------------------------------------
+
+
+def _panels(n: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, list]:
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    figure = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = list(figure.subplots(nrows, ncols, squeeze=False).flat)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return figure, axes[:n]
+
+
+def latent_boxplot(codes: np.ndarray, labels: np.ndarray, max_dims: int = 8) -> Figure:
+    """The post's `sns.catplot(y='embedding_0', x='label', kind='box')`, one panel per latent dim."""
+    import seaborn as sns
+
+    dims = min(codes.shape[1], max_dims)
+    frame = pd.DataFrame(codes[:, :dims], columns=[f"embedding_{d}" for d in range(dims)])
+    frame["label"] = np.asarray(labels).astype(int)
+    figure, axes = _panels(dims, 4, (4.0, 3.0))
+    for d, ax in enumerate(axes):
+        sns.boxplot(data=frame, x="label", y=f"embedding_{d}", ax=ax, fliersize=1, color="#8fb3d9")
+    shown = "" if dims == codes.shape[1] else f" (first {dims} of {codes.shape[1]} dims)"
+    figure.suptitle(f"Encoded test digits by label{shown}")
+    return figure
+
+
+def latent_scatter(codes: np.ndarray, labels: np.ndarray, seed: int = 0) -> Figure:
+    """Test codes coloured by digit: dims 0 and 1 (PCA to 2-D above 2 dims; 1-D: code vs jittered label)."""
+    codes = np.asarray(codes, np.float64)
+    labels = np.asarray(labels).astype(int)
+    if codes.shape[1] == 1:
+        jitter = np.random.default_rng(seed).uniform(-0.3, 0.3, len(labels))
+        x, y, xlabel, ylabel = labels + jitter, codes[:, 0], "label (jittered)", "embedding_0"
+    elif codes.shape[1] == 2:
+        x, y, xlabel, ylabel = codes[:, 0], codes[:, 1], "embedding_0", "embedding_1"
+    else:
+        centred = codes - codes.mean(axis=0)
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        # Fix each component's sign (the largest loading positive) so reruns draw the same picture.
+        vt *= np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])[:, None]
+        projected = centred @ vt[:2].T
+        share = singular**2 / np.sum(singular**2)
+        x, y = projected[:, 0], projected[:, 1]
+        xlabel, ylabel = f"PC 1 ({share[0]:.0%} of variance)", f"PC 2 ({share[1]:.0%})"
+    figure = Figure(figsize=(7, 6), layout="constrained")
+    ax = figure.subplots()
+    cmap = matplotlib.colormaps["tab10"]
+    for digit in range(10):
+        mask = labels == digit
+        ax.scatter(x[mask], y[mask], s=2, alpha=0.5, color=cmap(digit), label=str(digit), rasterized=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(title="label", markerscale=5, loc="best", fontsize=8)
+    ax.set_title("Encoded test digits")
+    return figure
+
+
+def latent_histograms(codes: np.ndarray, prior_std: float, max_dims: int = 16) -> Figure:
+    """Histogram of each code dimension over the prior density N(0, prior_std^2): matched means overlap."""
+    dims = min(codes.shape[1], max_dims)
+    figure, axes = _panels(dims, 4, (3.2, 2.4))
+    for d, ax in enumerate(axes):
+        values = codes[:, d]
+        ax.hist(values, bins=60, density=True, color="#8fb3d9", label="encoded test digits")
+        low = min(float(values.min()), -4 * prior_std)
+        high = max(float(values.max()), 4 * prior_std)
+        grid = np.linspace(low, high, 400)
+        density = np.exp(-0.5 * (grid / prior_std) ** 2) / (prior_std * math.sqrt(2 * math.pi))
+        ax.plot(grid, density, color="#c0392b", lw=1.5, label=f"prior N(0, {prior_std:g}²)")
+        ax.set_title(f"embedding_{d}", fontsize=9)
+        ax.set_yticks([])
+    axes[0].legend(fontsize=7, loc="upper left")
+    shown = "" if dims == codes.shape[1] else f" (first {dims} of {codes.shape[1]} dims)"
+    figure.suptitle(f"Encoded test digits against the prior{shown}")
+    return figure
+
+
+# --- Training ---------------------------------------------------------------------------------
+
+_CURVES = (
+    ("Reconstruction cost", ("train_recon", "val_recon")),
+    ("Penalty", ("train_penalty", "val_penalty")),
+    ("Discriminator loss", ("train_disc",)),
+    ("Learning rate", ("lr",)),
+    ("Throughput (images/s)", ("images_per_sec",)),
+)
+
+
+def training_curves(history: pd.DataFrame) -> Figure:
+    """One panel per quantity of reports/train/history.csv, train and validation together, by epoch."""
+    groups = [(title, [c for c in cols if c in history]) for title, cols in _CURVES]
+    groups = [(title, cols) for title, cols in groups if cols]
+    if not groups:
+        raise ValueError(f"history has none of the expected columns; found {list(history.columns)}")
+    figure, axes = _panels(len(groups), 3, (4.0, 3.0))
+    epochs = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
+    for ax, (title, cols) in zip(axes, groups, strict=True):
+        for col in cols:
+            ax.plot(epochs, history[col], marker="o", ms=3, label=col)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        if len(cols) > 1:
+            ax.legend(fontsize=8)
+    figure.suptitle("Training")
+    return figure

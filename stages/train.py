@@ -1,0 +1,111 @@
+"""DVC stage `train`: fit the WAE on the prepared digits, as one MLflow run.
+
+Writes models/wae/ (encoder, decoder, [discriminator], model_info.json, mlflow_run.json) and
+reports/train/history.csv. Checkpoints go to checkpoints/train/ after every epoch and on
+Ctrl-C/SIGTERM; rerunning with the same params and data resumes from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from common import REPO, params, project_root, run
+
+from wae import tracking
+from wae.atomic import atomic_path, save_keras, write_json, write_text
+from wae.config import Params
+from wae.data import load_prepared
+from wae.models import MODEL_INFO, model_info
+from wae.training import WAETrainer, seed_everything
+
+DATA = REPO / "data/prepared/mnist.npz"
+MODELS = REPO / "models/wae"
+HISTORY = REPO / "reports/train/history.csv"
+CHECKPOINTS = REPO / "checkpoints/train"
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def run_tags(p: Params, data_digest: str) -> dict[str, str]:
+    """Where the run came from: code, params, data, and the DVC experiment when there is one."""
+    tags = {**tracking.git_tags(REPO), "params.digest": p.digest(), "data.digest": data_digest}
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    if exp_name:
+        tags["dvc.exp_name"] = exp_name
+        tags["dvc.exp_baseline"] = os.environ.get("DVC_EXP_BASELINE_REV", "")
+    return tags
+
+
+def reproduce_command(tags: dict[str, str], run_id: str) -> str:
+    """The command that brings back this run's code and params, then reruns the pipeline."""
+    if "dvc.exp_name" in tags:
+        return f"dvc exp apply {shlex.quote(tags['dvc.exp_name'])} && dvc repro"
+    checkout = f"git checkout {tags['git.commit']} && " if "git.commit" in tags else ""
+    return (
+        f"{checkout}mlflow artifacts download --run-id {run_id} --artifact-path params.yaml --dst-path . "
+        "&& dvc repro"
+    )
+
+
+def main() -> None:
+    p = params()
+    cfg = p.train
+    splits = load_prepared(DATA)
+    data_digest = file_digest(DATA)
+    fingerprint = f"{p.digest('train')}-{data_digest}"
+    root = project_root()
+
+    tags = run_tags(p, data_digest)
+    with tracking.training_run(root, p.mlflow.experiment_name, p.flat(), tags) as run_id:
+        tracking.set_tags({"reproduce": reproduce_command(tags, run_id)})
+        tracking.log_artifact(REPO / "params.yaml")
+        seed_everything(cfg.seed)
+        trainer = WAETrainer(cfg, splits.x_train, splits.x_val)
+        rows = []
+
+        def on_epoch_end(row: dict) -> None:
+            rows.append(row)
+            tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            write_text(HISTORY, pd.DataFrame(rows).to_csv(index=False))
+            print(
+                f"epoch {row['epoch']}/{cfg.epochs}: recon {row['train_recon']:.4f} "
+                f"penalty {row['train_penalty']:.4f} val_recon {row.get('val_recon', float('nan')):.4f} "
+                f"({row['images_per_sec']:.0f} img/s)",
+                flush=True,
+            )
+
+        trainer.fit(CHECKPOINTS, fingerprint, on_epoch_end=on_epoch_end)
+
+        examples = (splits.x_val if len(splits.x_val) else splits.x_train)[:8].astype("float32") / 255.0
+        tracking.log_keras_model(trainer.models.encoder, "encoder", examples)
+        codes = trainer.models.encoder.predict(examples, verbose=0)
+        decoder_uri = tracking.log_keras_model(trainer.models.decoder, "decoder", codes)
+        version = tracking.register_model(decoder_uri, p.mlflow.registered_model_name, p.mlflow.model_alias)
+        tracking.log_artifact(HISTORY, "train")
+        tracking.log_dict(model_info(cfg), f"train/{MODEL_INFO}")
+        tracking.set_tags({"decoder.registered": f"{p.mlflow.registered_model_name}/{version}"})
+        # Written last, in one rename: a failure above leaves no model behind.
+        nets = trainer.models
+        with atomic_path(MODELS) as folder:
+            folder.mkdir()
+            save_keras(folder / "encoder.keras", nets.encoder)
+            save_keras(folder / "decoder.keras", nets.decoder)
+            if nets.discriminator is not None:
+                save_keras(folder / "discriminator.keras", nets.discriminator)
+            write_json(folder / MODEL_INFO, model_info(cfg))
+            tracking.write_run_ref(folder / "mlflow_run.json", run_id, root, p.mlflow.experiment_name)
+
+        print(f"trained {cfg.architecture}/{cfg.penalty}: MLflow run {run_id}, decoder version {version}")
+    # Finished: the checkpoint has served its purpose (a forced rerun starts afresh).
+    shutil.rmtree(CHECKPOINTS, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run(main)
