@@ -10,8 +10,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# DVC stages run `python stages/...`: make that the virtualenv's python.
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test ui lint format lock bench clean-venv
+.PHONY: setup repro exp test ui lint format lock bench clean-venv
 
 setup: $(STAMP)
 
@@ -25,6 +27,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
+
+# A named preset (src/wae/presets.py) as one DVC experiment: make exp PRESET=post
+exp: $(STAMP)
+	$(BIN)/dvc exp run $$($(BIN)/python -m wae.presets $(PRESET))
 
 test: $(STAMP)
 	$(BIN)/ruff check src stages tests benchmarks

@@ -16,7 +16,6 @@ import keras
 import numpy as np
 from keras import layers
 
-from wae.atomic import atomic_path
 from wae.config import ClassifierConfig
 from wae.errors import WAEError
 
@@ -44,7 +43,11 @@ def build_classifier(feature_dim: int = 128) -> keras.Model:
 
 
 def _as_float(images: np.ndarray) -> np.ndarray:
-    """uint8 0..255 -> float32 [0, 1]: the judge must see real and generated digits on one scale."""
+    """uint8 0..255 -> float32 [0, 1]: the judge must see real and generated digits on one scale.
+
+    (Same rule as `wae.models.to_float_images`, kept here so that the classifier stage does not
+    depend on models.py: editing the WAE must not retrain the judge.)
+    """
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 255.0
     return np.asarray(images, np.float32)
@@ -95,12 +98,6 @@ def train_classifier(
     if x_val is not None and y_val is not None and len(x_val):
         val_accuracy = float(accuracy(model, x_val, y_val))
     return ClassifierResult(model, float(test_accuracy), float(test_loss), val_accuracy)
-
-
-def save_classifier(model: keras.Model, path: str | Path) -> None:
-    """Save atomically: a killed stage never leaves a truncated .keras that DVC would cache."""
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
 
 
 def load_classifier(path: str | Path) -> keras.Model:

@@ -14,10 +14,16 @@ Everything is deterministic given the inputs and seeds: two runs write identical
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wae.config import EvaluateConfig
+
+if TYPE_CHECKING:
+    import keras
+
+    from wae.data import MnistSplits
 
 BCE_EPS = 1e-7  # clip reconstructions away from 0 and 1 so the cross-entropy never takes log(0)
 PER_DIM_LIMIT = 16  # per-dimension latent statistics are reported for the first 16 dimensions
@@ -185,10 +191,10 @@ class Evaluation:
 
 
 def evaluate_wae(
-    encoder,
-    decoder,
-    classifier,
-    splits,
+    encoder: keras.Model,
+    decoder: keras.Model,
+    classifier: keras.Model,
+    splits: MnistSplits,
     samples: np.ndarray,
     prior_std: float,
     config: EvaluateConfig,

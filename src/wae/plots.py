@@ -8,22 +8,23 @@ Save with `wae.atomic.save_figure`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from wae.sampling import Traversal
+if TYPE_CHECKING:
+    from wae.sampling import Traversal
 
 PAD = 2  # pixels between digits in a montage, drawn light grey
 
 
 def _greys() -> Colormap:
-    cmap = matplotlib.colormaps["Greys"].copy()
-    cmap.set_bad("#d9d9d9")  # the NaN padding between digits
-    return cmap
+    return matplotlib.colormaps["Greys"].with_extremes(bad="#d9d9d9")  # the NaN padding between digits
 
 
 def montage(images: np.ndarray) -> np.ndarray:
@@ -80,9 +81,7 @@ def samples_figure(samples: np.ndarray, grid_size: int) -> Figure:
 
 def reconstructions_figure(originals: np.ndarray, reconstructions: np.ndarray) -> Figure:
     """Test digits (top row) above their reconstructions (bottom row)."""
-    originals = np.asarray(originals, np.float32)
-    if originals.max() > 1.0:
-        originals = originals / 255.0
+    originals = originals.astype(np.float32) / 255.0 if originals.dtype == np.uint8 else originals
     pair = np.stack([originals, np.asarray(reconstructions, np.float32)])
     return image_grid(pair, "Test digits and their reconstructions", row_labels=["test", "recon"])
 
@@ -96,12 +95,18 @@ def interpolations_figure(images: np.ndarray, row_labels: list[str]) -> Figure:
     )
 
 
-def traversal_figure(traversal: Traversal, prior_std: float) -> Figure:
+def sigma_labels(steps: int, span: float = 3.0) -> list[str]:
+    """Labels of `steps` points from -span to +span prior stds: whole stds only ("-3σ", "0"), others blank."""
+    labels = []
+    for value in np.linspace(-span, span, steps):
+        whole = round(value)
+        labels.append(("0" if whole == 0 else f"{whole:+d}σ") if abs(value - whole) < 1e-6 else "")
+    return labels
+
+
+def traversal_figure(traversal: Traversal) -> Figure:
     """The latent traversal of `sampling.traversal`, columns labelled by their value in prior stds."""
-    steps = traversal.images.shape[1]
-    values = np.linspace(-3.0, 3.0, steps)
-    col_labels = [f"{v:+.0f}σ" if abs(v - round(v)) < 1e-6 else "" for v in values]
-    return image_grid(traversal.images, traversal.title, traversal.row_labels, col_labels)
+    return image_grid(traversal.images, traversal.title, traversal.row_labels, traversal.col_labels)
 
 
 # --- Latent space -----------------------------------------------------------------------------
@@ -164,7 +169,7 @@ def latent_scatter(codes: np.ndarray, labels: np.ndarray, seed: int = 0) -> Figu
 
 
 def latent_histograms(codes: np.ndarray, prior_std: float, max_dims: int = 16) -> Figure:
-    """Histogram of each code dimension over the prior density N(0, prior_std^2): matched means overlap."""
+    """Histogram of each code dimension over the prior density N(0, prior_std^2): the curve a WAE aims for."""
     dims = min(codes.shape[1], max_dims)
     figure, axes = _panels(dims, 4, (3.2, 2.4))
     for d, ax in enumerate(axes):
@@ -207,7 +212,22 @@ def training_curves(history: pd.DataFrame) -> Figure:
             ax.plot(epochs, history[col], marker="o", ms=3, label=col)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(cols) > 1:
             ax.legend(fontsize=8)
     figure.suptitle("Training")
     return figure
+
+
+def evaluate_figures(
+    test_codes: np.ndarray, test_labels: np.ndarray, prior_std: float, history: pd.DataFrame | None
+) -> dict[str, Figure]:
+    """The pictures of `evaluate`, by file name (training curves only when a history is given)."""
+    figures = {
+        "latent_boxplot.png": latent_boxplot(test_codes, test_labels),
+        "latent_scatter.png": latent_scatter(test_codes, test_labels),
+        "latent_histograms.png": latent_histograms(test_codes, prior_std),
+    }
+    if history is not None:
+        figures["training_curves.png"] = training_curves(history)
+    return figures

@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wae import plots
 from wae.atomic import atomic_path
+from wae.config import SampleConfig
 from wae.models import decode, encode, prior_samples
 
 if TYPE_CHECKING:
     import keras
+    from matplotlib.figure import Figure
 
 TRAVERSAL_RANGE = 3.0  # traversals cover +-3 prior_std: 99.7% of the prior mass per dimension
 TRAVERSAL_MAX_ROWS = 16  # more dims than this: only the first 16 get a row (the picture stays readable)
@@ -76,6 +79,7 @@ class Traversal:
     images: np.ndarray  # (rows, cols, 28, 28, 1)
     title: str
     row_labels: list[str]
+    col_labels: list[str]
 
 
 def traversal_codes(latent_dim: int, prior_std: float, steps: int) -> tuple[np.ndarray, list[str], str]:
@@ -87,18 +91,25 @@ def traversal_codes(latent_dim: int, prior_std: float, steps: int) -> tuple[np.n
     """
     values = np.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, steps, dtype=np.float32) * prior_std
     if latent_dim == 1:
-        return values[None, :, None], ["z_0"], f"The 1-D latent from -3 to +3 prior std ({prior_std:g})"
+        return (
+            values[None, :, None],
+            ["z_0"],
+            f"The 1-D latent from -3σ to +3σ (σ = prior std = {prior_std:g})",
+        )
     if latent_dim == 2:
         z0, z1 = np.meshgrid(values, values[::-1])
         codes = np.stack([z0, z1], axis=-1)
-        labels = [f"{v:+.1f}" for v in values[::-1]]
-        return codes, labels, "The decoded 2-D latent: z_0 left to right, z_1 top (+3 std) to bottom (-3 std)"
+        labels = plots.sigma_labels(steps, TRAVERSAL_RANGE)[::-1]
+        title = (
+            f"The decoded 2-D latent: z_0 left to right, z_1 bottom to top (σ = prior std = {prior_std:g})"
+        )
+        return codes, labels, title
     rows = min(latent_dim, TRAVERSAL_MAX_ROWS)
     codes = np.zeros((rows, steps, latent_dim), np.float32)
     for d in range(rows):
         codes[d, :, d] = values
     shown = "" if rows == latent_dim else f" (first {rows} of {latent_dim})"
-    title = f"One latent dimension at a time{shown}, -3 to +3 prior std, others 0"
+    title = f"One latent dimension at a time{shown}, others 0 (σ = prior std = {prior_std:g})"
     return codes, [f"z_{d}" for d in range(rows)], title
 
 
@@ -106,4 +117,34 @@ def traversal(decoder: keras.Model, latent_dim: int, prior_std: float, steps: in
     """Decode the traversal codes of `traversal_codes`."""
     codes, labels, title = traversal_codes(latent_dim, prior_std, steps)
     images = decode(decoder, codes.reshape(-1, latent_dim))
-    return Traversal(images.reshape(*codes.shape[:2], *images.shape[1:]), title, labels)
+    col_labels = plots.sigma_labels(steps, TRAVERSAL_RANGE)
+    return Traversal(images.reshape(*codes.shape[:2], *images.shape[1:]), title, labels, col_labels)
+
+
+def sample_figures(
+    encoder: keras.Model,
+    decoder: keras.Model,
+    latent_dim: int,
+    prior_std: float,
+    samples: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    config: SampleConfig,
+) -> dict[str, Figure]:
+    """The four pictures of `sample`, by file name: samples, reconstructions, interpolations, traversal."""
+    originals = x_test[: config.n_reconstructions]
+    pairs = interpolation_pairs(y_test, config.n_interpolations)
+    starts, ends = (np.array(index) for index in zip(*pairs, strict=True))
+    paths = interpolate(encoder, decoder, x_test[starts], x_test[ends], config.interpolation_steps)
+    return {
+        "samples.png": plots.samples_figure(samples, config.grid_size),
+        "reconstructions.png": plots.reconstructions_figure(
+            originals, reconstruct(encoder, decoder, originals)
+        ),
+        "interpolations.png": plots.interpolations_figure(
+            paths, [f"{y_test[a]} → {y_test[b]}" for a, b in pairs]
+        ),
+        "traversal.png": plots.traversal_figure(
+            traversal(decoder, latent_dim, prior_std, config.traversal_steps)
+        ),
+    }

@@ -1,0 +1,430 @@
+"""Images per second of this project's training step against a straight TF2 port of the post.
+
+In one process, on the same networks, data and batch size, for each comparison:
+
+  (a) `project`: `WAETrainer` exactly as the train stage runs it (seeded, in-memory uint8 images
+      gathered per batch, `steps_per_execution` steps per compiled call), timed over
+      `fit(progress=False, steps_limit=N)` calls;
+  (b) `eager`: the obvious TF2 port of the reference post's model_fn/input_fn: float32 images from
+      `from_tensor_slices(x).shuffle(10000).repeat().batch(B)`, the post's losses (sigmoid
+      discriminator, log(p + 1e-6)), two Adam optimisers, the discriminator called separately on
+      prior and encoded codes, one eager GradientTape step per batch;
+  (c) `function`: the same step as (b) under a plain `tf.function`, fed by the same pipeline.
+
+Two comparisons by default: `post` (the post's setup: its networks, latent 1, batch 218, lr 8e-5,
+lambda 0.001, MSE, GAN penalty) and the default architecture with the settings of params.yaml's
+`train` section. Warm-up steps (traces included) are not timed; every variant then runs a fixed
+number of steps per round, rounds interleave the variants (rotating their order), and the median
+round counts. A loss is read back at the end of each timed block, so the work is finished.
+
+    python benchmarks/train_step.py --out reports/benchmark.json        # `make bench`
+    python benchmarks/train_step.py --architecture small --penalty gan --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import psutil
+import tensorflow as tf
+
+from wae.config import Params, TrainConfig, load_params
+from wae.data import load_mnist, load_prepared, prepare, split
+from wae.errors import WAEError
+from wae.models import build_models
+from wae.penalties import mmd_penalty
+from wae.training import WAETrainer, seed_everything
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "a": "project: WAETrainer.fit (uint8 gather, steps_per_execution)",
+    "b": "eager: GradientTape port of the post, tf.data float32 pipeline",
+    "c": "function: the same step under tf.function, same pipeline",
+}
+TARGETS = {"a_over_c": 1.1, "a_over_b": 4.0}
+SHUFFLE_BUFFER = 10000  # the post's input_fn
+
+
+def post_config(base: TrainConfig) -> TrainConfig:
+    """The reference post's setup (its params dict and model_fn) on this project's knobs."""
+    return dataclasses.replace(
+        base,
+        architecture="post",
+        latent_dim=1,
+        prior_std=2.0,  # tf.random.normal(shape, 0.0, 2.0)
+        penalty="gan",
+        lambda_=0.001,
+        recon_cost="mse",
+        recon_weight=1.0,
+        batch_size=218,
+        lr=8e-5,
+        disc_lr=8e-5,
+        adam_beta1=0.9,  # tf.train.AdamOptimizer's default
+        lr_schedule="constant",
+        lr_milestones=(),
+        lr_factors=(),
+    )
+
+
+def comparison_configs(p: Params, architectures: list[str] | None, penalty: str | None) -> list[TrainConfig]:
+    """`post` in the post's setup; any other architecture with params.yaml's train settings."""
+    default = p.train
+    wanted = architectures or list(dict.fromkeys(["post", default.architecture]))
+    configs = []
+    for arch in dict.fromkeys(wanted):
+        if arch == default.architecture:
+            cfg = default
+        elif arch == "post":
+            cfg = post_config(default)
+        else:
+            cfg = dataclasses.replace(default, architecture=arch)
+        if penalty:
+            cfg = dataclasses.replace(cfg, penalty=penalty)
+        configs.append(cfg)
+    return configs
+
+
+# ---------------------------------------------------------------------------------- the variants
+class ProjectStep:
+    """(a) The train stage's loop: seed, construct WAETrainer with the config, call fit."""
+
+    def __init__(self, cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray) -> None:
+        seed_everything(cfg.seed)
+        self.trainer = WAETrainer(cfg, x_train, x_val)
+
+    def run(self, steps: int) -> float:
+        self.trainer.fit(progress=False, steps_limit=steps)
+        # fit starts a fresh epoch: the sums cover this call's steps (reconstruction + lambda * penalty)
+        recon, penalty, _ = self.trainer.loss_sums.numpy() / steps
+        return float(recon + self.trainer.config.lambda_ * penalty)
+
+    def traces(self) -> int:
+        return self.trainer.trace_count
+
+
+class PortStep:
+    """(b)/(c) The post's model_fn and input_fn as a plain TF2 loop (compiled: tf.function)."""
+
+    def __init__(self, cfg: TrainConfig, dataset: tf.data.Dataset, compiled: bool) -> None:
+        seed_everything(cfg.seed)
+        self.cfg = cfg
+        self.models = build_models(cfg)  # the same networks as (a); the post's sigmoid is in the loss
+        self.batches = iter(dataset)
+        self.ae_vars = self.models.encoder.trainable_variables + self.models.decoder.trainable_variables
+        self.ae_opt = keras.optimizers.Adam(cfg.lr, beta_1=cfg.adam_beta1)
+        self.ae_opt.build(self.ae_vars)
+        if self.models.discriminator is not None:
+            self.d_opt = keras.optimizers.Adam(cfg.disc_lr, beta_1=cfg.adam_beta1)
+            self.d_opt.build(self.models.discriminator.trainable_variables)
+        self.n_traces = 0
+        self.compiled = compiled
+        self.step = tf.function(self._step) if compiled else self._step
+
+    def _step(self, x: tf.Tensor) -> tf.Tensor:
+        self.n_traces += 1  # under tf.function: only while tracing
+        cfg, m, lam = self.cfg, self.models, self.cfg.lambda_
+        with tf.GradientTape() as ae_tape, tf.GradientTape() as d_tape:
+            z = tf.cast(m.encoder(x, training=True), tf.float32)
+            x_hat = tf.cast(m.decoder(z, training=True), tf.float32)
+            squared = tf.square(x - x_hat)
+            per_image = (tf.reduce_mean if cfg.recon_cost == "mse" else tf.reduce_sum)(squared, axis=[1, 2, 3])
+            recon = cfg.recon_weight * tf.reduce_mean(per_image)
+            z_prior = tf.random.normal(tf.shape(z), 0.0, cfg.prior_std)
+            if m.discriminator is None:
+                ae_loss = recon + lam * mmd_penalty(z, z_prior, cfg.prior_std)
+            else:
+                prior_prob = tf.sigmoid(tf.cast(m.discriminator(z_prior, training=True), tf.float32))
+                encoded_prob = tf.sigmoid(tf.cast(m.discriminator(z, training=True), tf.float32))
+                d_loss = lam * -tf.reduce_mean(
+                    tf.math.log(prior_prob + 1e-6) + tf.math.log(1.0 - encoded_prob + 1e-6)
+                )
+                ae_loss = recon - lam * tf.reduce_mean(tf.math.log(encoded_prob + 1e-6))
+        if m.discriminator is not None:
+            d_vars = m.discriminator.trainable_variables
+            self.d_opt.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
+        self.ae_opt.apply_gradients(zip(ae_tape.gradient(ae_loss, self.ae_vars), self.ae_vars, strict=True))
+        return ae_loss
+
+    def run(self, steps: int) -> float:
+        loss = None
+        for _ in range(steps):
+            loss = self.step(next(self.batches))
+        return float(loss)
+
+    def traces(self) -> int:
+        return self.n_traces if self.compiled else 0  # eager: no traces, the count is every call
+
+
+def port_dataset(x_train: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """The post's input_fn: float32 images, shuffle(10000), repeat, batch (no prefetch)."""
+    x_float = x_train.astype(np.float32) / 255.0
+    return tf.data.Dataset.from_tensor_slices(x_float).shuffle(SHUFFLE_BUFFER).repeat().batch(batch_size)
+
+
+# ---------------------------------------------------------------------------------- measurement
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def timed(variant: ProjectStep | PortStep, steps: int) -> tuple[float, float]:
+    started = time.perf_counter()
+    loss = variant.run(steps)  # returns a loss read back from the device: the work is done
+    return time.perf_counter() - started, loss
+
+
+def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argparse.Namespace) -> dict:
+    batch = cfg.batch_size
+    steps = {"a": args.steps, "b": args.eager_steps or max(1, args.steps // 4), "c": args.steps}
+    print(
+        f"\n== {cfg.architecture} / {cfg.penalty}: batch {batch}, latent {cfg.latent_dim}, "
+        f"steps_per_execution {cfg.steps_per_execution}, measured steps a/b/c "
+        f"{steps['a']}/{steps['b']}/{steps['c']} x {args.rounds} rounds",
+        flush=True,
+    )
+    rss_before = rss_mb()
+    dataset = port_dataset(x_train, batch)
+    variants: dict[str, ProjectStep | PortStep] = {
+        "a": ProjectStep(cfg, x_train, x_val),
+        "b": PortStep(cfg, dataset, compiled=False),
+        "c": PortStep(cfg, dataset, compiled=True),
+    }
+    names = [n for n in "abc" if n in args.variants]
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        started = time.perf_counter()
+        variants[name].run(args.warmup)  # traces, tf.data's first shuffle buffer, optimiser slots
+        results[name] = {
+            "label": VARIANTS[name],
+            "steps": steps[name],
+            "batch_size": batch,
+            "warmup_steps": args.warmup,
+            "warmup_seconds": time.perf_counter() - started,
+            "seconds": [],
+            "img_per_s_rounds": [],
+            "rss_mb": [],
+            "peak_rss_mb": [],
+        }
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no variant always first
+        for name in order:
+            seconds, loss = timed(variants[name], steps[name])
+            res = results[name]
+            res["seconds"].append(seconds)
+            res["img_per_s_rounds"].append(steps[name] * batch / seconds)
+            res["rss_mb"].append(rss_mb())
+            res["peak_rss_mb"].append(peak_rss_mb())
+            res["loss_read_back"] = loss
+            print(
+                f"  round {r + 1}/{args.rounds} {name}: {res['img_per_s_rounds'][-1]:8.1f} img/s "
+                f"({seconds:6.2f} s, rss {res['rss_mb'][-1]:.0f} MB)",
+                flush=True,
+            )
+    for name in names:
+        res = results[name]
+        rates = res["img_per_s_rounds"]
+        res["img_per_s"] = statistics.median(rates)
+        res["spread"] = (max(rates) - min(rates)) / res["img_per_s"]  # (max - min) / median
+        res["rss_after_mb"] = res.pop("rss_mb")[-1]
+        res["peak_rss_after_mb"] = res.pop("peak_rss_mb")[-1]
+        res["traces"] = variants[name].traces()
+    out: dict[str, Any] = {
+        "name": cfg.architecture,
+        "config": {
+            "architecture": cfg.architecture,
+            "penalty": cfg.penalty,
+            "batch_size": batch,
+            "latent_dim": cfg.latent_dim,
+            "lambda": cfg.lambda_,
+            "recon_cost": cfg.recon_cost,
+            "steps_per_execution": cfg.steps_per_execution,
+            "xla": cfg.xla,
+            "mixed_precision": cfg.mixed_precision,
+        },
+        "rss_before_mb": rss_before,
+        "variants": results,
+    }
+    if "a" in results:
+        for other in ("b", "c"):
+            if other in results:
+                a, o = results["a"]["img_per_s_rounds"], results[other]["img_per_s_rounds"]
+                out[f"a_over_{other}"] = results["a"]["img_per_s"] / results[other]["img_per_s"]
+                # the same round ran both: a ratio per round cancels slow drifts of the machine's load
+                out[f"a_over_{other}_paired"] = statistics.median(x / y for x, y in zip(a, o, strict=True))
+                out[f"a_over_{other}_target"] = TARGETS[f"a_over_{other}"]
+                out[f"a_over_{other}_met"] = out[f"a_over_{other}"] >= TARGETS[f"a_over_{other}"]
+    del variants, dataset
+    return out
+
+
+# ---------------------------------------------------------------------------------- set-up
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0: TF's default
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def training_digits(args: argparse.Namespace, p: Params) -> tuple[np.ndarray, np.ndarray, str]:
+    """The prepared split if there is one; else MNIST split as the prepare stage would (all digits)."""
+    if args.mnist:
+        s = split(load_mnist(args.mnist), p.data.val_size, 0, p.data.seed)
+        return s.x_train, s.x_val, str(args.mnist)
+    if args.data.is_file():
+        s = load_prepared(args.data)
+        return s.x_train, s.x_val, str(args.data)
+    s = prepare(dataclasses.replace(p.data, train_subset=0))  # $WAE_DATA_HOME/mnist or data.source
+    return s.x_train, s.x_val, f"data.source = {p.data.source}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="params.yaml to read")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=REPO / "data/prepared/mnist.npz",
+        help="the prepared split (default: the prepare stage's output, when present)",
+    )
+    ap.add_argument("--mnist", type=Path, help="a folder of MNIST IDX files (or mnist.npz) instead of --data")
+    ap.add_argument(
+        "--architecture",
+        nargs="+",
+        choices=["small", "post", "paper"],
+        help="comparisons to run (default: post and params.yaml's train.architecture)",
+    )
+    ap.add_argument("--penalty", choices=["mmd", "gan"], help="override every comparison's penalty")
+    ap.add_argument("--batch-size", type=int, help="override every comparison's batch size")
+    ap.add_argument("--steps-per-execution", type=int, help="override train.steps_per_execution for (a)")
+    ap.add_argument("--steps", type=int, default=40, help="measured steps per round for (a) and (c)")
+    ap.add_argument("--eager-steps", type=int, help="measured steps per round for (b) (default: steps/4)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the rounds (traces)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median counts")
+    ap.add_argument("--variants", default="abc", help="which of a, b, c to run (default: all)")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    for name in ("steps", "warmup", "rounds"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1")
+    if not set(args.variants) <= set("abc") or not args.variants:
+        ap.error("--variants takes letters among a, b, c")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    p = load_params(args.params)
+    configs = comparison_configs(p, args.architecture, args.penalty)
+    overrides: dict[str, Any] = {}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.steps_per_execution:
+        overrides["steps_per_execution"] = args.steps_per_execution
+    configs = [dataclasses.replace(c, **overrides) for c in configs]
+    x_train, x_val, source = training_digits(args, p)
+    for cfg in configs:
+        needed = max(args.steps, args.warmup) * cfg.batch_size
+        if needed > len(x_train):
+            raise WAEError(
+                f"{cfg.architecture}: {max(args.steps, args.warmup)} steps of {cfg.batch_size} digits need "
+                f"{needed} training digits within one epoch, the data has {len(x_train)}; "
+                "use fewer --steps or all the digits (data.train_subset: 0)"
+            )
+    m = machine()
+    print(
+        f"{m['cpu_model']}, {m['usable_cores']} cores, TF {m['tensorflow']}, "
+        f"load average {load_start[0]:.2f}; data {source} ({len(x_train)} training digits)",
+        flush=True,
+    )
+    comparisons = [compare(cfg, x_train, x_val, args) for cfg in configs]
+    report = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": m,
+        "data": {"source": source, "n_train": len(x_train)},
+        "settings": {
+            "steps": args.steps,
+            "eager_steps": comparisons[0]["variants"].get("b", {}).get("steps", 0),
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "variants": {n: VARIANTS[n] for n in "abc" if n in args.variants},
+        },
+        "comparisons": comparisons,
+        "peak_rss_mb": peak_rss_mb(),
+        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+        "total_seconds": time.perf_counter() - started,
+    }
+    print_summary(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return report
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print("\narchitecture/penalty  batch   (a) img/s  (b) img/s  (c) img/s     a/b    a/c  rss MB after a/b/c")
+    for comp in report["comparisons"]:
+        v, c = comp["variants"], comp["config"]
+
+        def rate(name: str, v: dict = v) -> str:
+            return f"{v[name]['img_per_s']:10.1f}" if name in v else f"{'-':>10}"
+
+        def ratio(key: str, comp: dict = comp) -> str:
+            return f"{comp[key]:6.2f}" if key in comp else f"{'-':>6}"
+
+        rss = "/".join(f"{v[n]['rss_after_mb']:.0f}" if n in v else "-" for n in "abc")
+        print(
+            f"{c['architecture'] + '/' + c['penalty']:<20} {c['batch_size']:6d} {rate('a')} {rate('b')} "
+            f"{rate('c')}  {ratio('a_over_b')} {ratio('a_over_c')}  {rss}"
+        )
+    load = report["load_average"]
+    print(
+        f"peak RSS {report['peak_rss_mb']:.0f} MB; load average {load['start'][0]:.2f} -> {load['end'][0]:.2f} "
+        f"on {report['machine']['usable_cores']} cores; {report['total_seconds']:.0f} s in all"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except WAEError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

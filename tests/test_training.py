@@ -1,0 +1,91 @@
+"""The training loop: both penalties learn, the step compiles once, a seed fixes the weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from wae.config import TrainConfig
+from wae.data import load_mnist
+from wae.training import Checkpointer, WAETrainer, seed_everything
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir) -> np.ndarray:
+    """2,200 training digits as uint8 N x 28 x 28 x 1, as the prepare stage stores them."""
+    return load_mnist(mnist_dir).x_train[:2200, :, :, None]
+
+
+def tiny(**overrides) -> TrainConfig:
+    return replace(TrainConfig(), **{"epochs": 3, "batch_size": 100, "steps_per_execution": 4, **overrides})
+
+
+def train(config: TrainConfig, digits: np.ndarray, **fit_kwargs) -> WAETrainer:
+    seed_everything(config.seed)
+    trainer = WAETrainer(config, digits[:2000], digits[2000:])
+    trainer.fit(progress=False, **fit_kwargs)
+    return trainer
+
+
+@pytest.mark.parametrize("penalty", ["mmd", "gan"])
+def test_each_penalty_learns_to_reconstruct(digits, penalty):
+    history = []
+    trainer = train(tiny(penalty=penalty), digits, on_epoch_end=history.append)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for row in history:
+        assert all(np.isfinite(v) for v in row.values()), row
+    recon = [row["train_recon"] for row in history]
+    assert recon[0] > recon[1] > recon[2], recon
+    assert history[-1]["val_recon"] < history[0]["val_recon"]
+    assert ("train_disc" in history[0]) == (penalty == "gan")
+    assert (trainer.models.discriminator is not None) == (penalty == "gan")
+
+
+def test_the_post_architecture_trains_with_its_linear_decoder(digits):
+    config = tiny(architecture="post", latent_dim=1, prior_std=2.0, penalty="gan", lambda_=0.001)
+    history = []
+    train(replace(config, recon_cost="mse", recon_weight=1.0, epochs=2), digits, on_epoch_end=history.append)
+    assert history[1]["train_recon"] < history[0]["train_recon"]
+
+
+def test_the_step_is_traced_once_per_run(digits):
+    # 20 steps per epoch in calls of 3: calls of 3 and a last one of 2, over three epochs.
+    trainer = train(tiny(steps_per_execution=3), digits)
+    assert trainer.trace_count == 1
+
+
+def test_one_seed_gives_identical_weights_and_another_seed_does_not(digits):
+    first = train(tiny(epochs=1), digits).models.decoder.get_weights()
+    again = train(tiny(epochs=1), digits).models.decoder.get_weights()
+    other = train(tiny(epochs=1, seed=1), digits).models.decoder.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(digits, tmp_path):
+    config = tiny(penalty="gan", epochs=2)
+    straight = train(config, digits).models
+
+    # Stop after 27 of the 40 steps (mid-epoch), checkpoint, then resume in a fresh trainer.
+    seed_everything(config.seed)
+    interrupted = WAETrainer(config, digits[:2000], digits[2000:])
+    interrupted.fit(tmp_path, "fp", progress=False, steps_limit=27)
+    Checkpointer(interrupted, tmp_path, "fp").save(1, 7, [], 0.0)
+    seed_everything(config.seed + 1)  # the resumed run must not depend on the process's seed
+    resumed = WAETrainer(config, digits[:2000], digits[2000:])
+    result = resumed.fit(tmp_path, "fp", progress=False)
+    assert result.resumed_from_epoch == pytest.approx(1 + 7 / 20)
+    for net in ("encoder", "decoder", "discriminator"):
+        want, got = getattr(straight, net).get_weights(), getattr(result.models, net).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True)), net
+
+
+def test_a_checkpoint_of_other_params_or_data_is_never_resumed(digits, tmp_path):
+    config = tiny(epochs=1)
+    train(config, digits, checkpoint_dir=tmp_path, fingerprint="params-A")
+    seed_everything(0)
+    trainer = WAETrainer(config, digits[:2000], digits[2000:])
+    assert Checkpointer(trainer, tmp_path, "params-B").restore() is None
+    assert Checkpointer(trainer, tmp_path, "params-A").restore()["epoch"] == 1
