@@ -8,7 +8,9 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# TF=gpu installs the CUDA build of TensorFlow (tensorflow[and-cuda]) instead of tensorflow-cpu.
+TF ?= cpu
+STAMP := $(VENV)/.installed-$(TF)
 PYTEST_ARGS ?=
 # DVC stages run `python stages/...`: make that the virtualenv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -20,8 +22,15 @@ setup: $(STAMP)
 # Rebuilt when missing or stale (the lock file or the package metadata changed).
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+ifeq ($(TF),gpu)
+	grep -v '^tensorflow_cpu==' requirements.lock > $(VENV)/requirements-gpu.txt
+	-$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu
+	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements-gpu.txt "tensorflow[and-cuda]==2.21.0"
+else
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+endif
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 

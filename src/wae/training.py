@@ -281,7 +281,12 @@ class WAETrainer:
         history: list[HistoryRow] = state["history"] if state else []
         epoch, offset = (state["epoch"], state["offset"]) if state else (0, 0)
         result = TrainResult(self.models, history, resumed_from_epoch=epoch + offset / self.steps_per_epoch)
-        if not state:
+        if state:
+            print(
+                f"resuming from the checkpoint in {checkpoints.folder}: epoch {epoch + 1}, step {offset}",
+                flush=True,
+            )
+        else:
             result.resumed_from_epoch = None
         for row in history:
             if on_epoch_end:

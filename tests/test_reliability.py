@@ -1,0 +1,297 @@
+"""Interrupted, diverging or badly configured runs lose nothing and say why; reruns are bit-identical.
+
+These tests drive the real pipeline (`dvc repro`, the stage scripts) in a throw-away copy of the
+project with tiny params, and read the real MLflow store it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from project import REPO, sh, write_params
+
+from wae.atomic import atomic_path, write_text
+from wae.config import ConfigError, load_params, params_from_dict
+from wae.errors import WAEError
+from wae.models import load_trained
+
+pytestmark = pytest.mark.slow
+
+
+def runs(root: Path) -> list[mlflow.entities.Run]:
+    if not (root / "mlflow.db").exists():
+        return []
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def weights(root: Path) -> list[np.ndarray]:
+    trained = load_trained(root / "models/wae")
+    return trained.encoder.get_weights() + trained.decoder.get_weights()
+
+
+# ---------------------------------------------------------------------------- params
+@pytest.mark.parametrize(
+    ("section", "key", "value", "named"),
+    [
+        ("train", "penalty", "wgan", "train.penalty = 'wgan'"),
+        ("train", "architecture", "resnet", "train.architecture = 'resnet'"),
+        ("train", "latent_dim", 0, "train.latent_dim = 0"),
+        ("train", "lambda", -1.0, "train.lambda = -1.0"),
+        ("train", "batch_size", 0, "train.batch_size = 0"),
+        ("train", "lr", 0.0, "train.lr = 0.0"),
+        ("train", "disc_lr", -1e-3, "train.disc_lr = -0.001"),
+        ("train", "epochs", "ten", "train.epochs = 'ten'"),
+        ("data", "val_size", 70000, "data.val_size = 70000"),
+        ("mlflow", "model_alias", "latest", "mlflow.model_alias = 'latest'"),
+    ],
+)
+def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(section, key, value, named):
+    with pytest.raises(ConfigError, match="expected") as err:
+        params_from_dict({section: {key: value}})
+    assert named in str(err.value)
+
+
+def test_a_typo_in_a_key_suggests_the_closest_valid_key():
+    with pytest.raises(ConfigError, match=r"unknown key train\.lamda; did you mean train\.lambda\?"):
+        params_from_dict({"train": {"lamda": 5}})
+    with pytest.raises(ConfigError, match="unknown key trian; did you mean train"):
+        params_from_dict({"trian": {}})
+
+
+def test_params_are_read_with_a_safe_yaml_loader(tmp_path):
+    evil = tmp_path / "params.yaml"
+    evil.write_text(f"train: !!python/object/apply:os.system ['touch {tmp_path}/pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(evil)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_shipped_params_and_every_preset_are_valid():
+    from wae.presets import PRESETS
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    load_params(REPO / "params.yaml")
+    for preset in PRESETS.values():
+        params_from_dict({**params, "train": {**params["train"], **preset}})
+
+
+def test_bad_params_fail_the_pipeline_before_any_work_and_leave_nothing(tiny_project):
+    root, env = tiny_project
+    write_params(root, {"train": {"lamda": 5.0}})
+    result = sh(["dvc", "repro"], root, env, check=False)
+    assert result.returncode != 0
+    assert "did you mean train.lambda?" in result.stderr + result.stdout
+    assert not (root / "data").exists() and not (root / "models").exists()
+    assert runs(root) == []
+
+
+def test_a_bad_train_param_creates_no_mlflow_run(tiny_project):
+    root, env = tiny_project
+    sh(["dvc", "repro", "prepare"], root, env)
+    write_params(root, {"train": {"learning_rate": 0.1}})
+    result = sh(["python", "stages/train.py"], root, env, check=False)
+    assert result.returncode == 2
+    assert "unknown key train.learning_rate" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert runs(root) == [] and not (root / "models").exists()
+
+
+# ---------------------------------------------------------------------------- divergence
+def test_divergence_stops_with_where_and_why_keeps_the_last_good_checkpoint_and_runs_nothing_after(
+    tiny_project,
+):
+    root, env = tiny_project
+    # Epoch 1 trains normally; from epoch 2 the learning rate is multiplied by 1e12.
+    write_params(
+        root, {"train": {"epochs": 3, "lr_schedule": "piecewise", "lr_milestones": [1], "lr_factors": [1e12]}}
+    )
+    secret = "s3cr3t-token-value"
+    result = sh(["dvc", "repro"], root, {**env, "AWS_SECRET_ACCESS_KEY": secret}, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert re.search(r"training diverged at epoch 2, step \d+/30", output), output[-3000:]
+    assert "reconstruction" in output and "penalty" in output
+
+    (run,) = runs(root)
+    assert run.info.status == "FAILED"
+    assert "diverged at epoch 2" in run.data.tags["failure_reason"]
+    assert secret not in json.dumps({**run.data.params, **run.data.tags})
+
+    state = json.loads((root / "checkpoints/train/state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert not (root / "models/wae").exists()
+    assert not (root / "samples").exists() and not (root / "reports/metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------- interrupt, resume, rerun
+def start_repro(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float) -> list[str]:
+    deadline, lines = time.monotonic() + timeout, []
+    for line in process.stdout:
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise AssertionError(f"never saw {pattern!r}:\n{''.join(lines[-40:])}")
+
+
+def test_ctrl_c_saves_marks_the_run_killed_and_dvc_repro_resumes_to_the_same_result(tiny_project):
+    root, env = tiny_project
+    write_params(root, {"train": {"epochs": 4, "steps_per_execution": 1}})
+    process = start_repro(root, env)
+    wait_for_line(process, r"epoch 1/4", timeout=300)
+    sent = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: SIGINT to the terminal's whole foreground group
+    rest = process.communicate(timeout=60)[0]
+    assert time.monotonic() - sent < 20, "training did not stop within seconds"
+    assert process.returncode != 0
+    assert "rerun the same command to resume" in rest, rest[-3000:]
+    (killed,) = runs(root)
+    assert killed.info.status == "KILLED"
+    assert "SIGINT" in killed.data.tags["failure_reason"]
+    assert (root / "checkpoints/train/state.json").exists()
+    assert not (root / "models/wae").exists()
+
+    resumed = sh(["dvc", "repro"], root, env)
+    assert "resum" in resumed.stdout.lower()
+    resumed_weights = weights(root)
+    samples = (root / "samples/samples.npy").read_bytes()
+    metrics = (root / "reports/metrics.json").read_bytes()
+    assert not (root / "checkpoints/train").exists(), "a finished run's checkpoint is cleared"
+
+    sh(["dvc", "repro", "-f"], root, env)  # from scratch, uninterrupted
+    straight_weights = weights(root)
+    assert all(np.array_equal(a, b) for a, b in zip(resumed_weights, straight_weights, strict=True))
+    assert (root / "samples/samples.npy").read_bytes() == samples
+    assert (root / "reports/metrics.json").read_bytes() == metrics
+
+    statuses = sorted(run.info.status for run in runs(root))
+    assert statuses == ["FINISHED", "FINISHED", "KILLED"]
+
+
+def test_sigterm_to_the_train_stage_saves_a_checkpoint_and_a_rerun_resumes_it(tiny_project):
+    root, env = tiny_project
+    sh(["dvc", "repro", "prepare"], root, env)
+    write_params(root, {"train": {"epochs": 3, "steps_per_execution": 1}})
+    process = subprocess.Popen(
+        ["python", "stages/train.py"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for_line(process, r"epoch 1/3", timeout=300)
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode != 0 and "SIGTERM" in rest, rest[-3000:]
+    (killed,) = runs(root)
+    assert killed.info.status == "KILLED"
+    state = json.loads((root / "checkpoints/train/state.json").read_text())
+    assert state["epoch"] >= 1
+
+    resumed = sh(["python", "stages/train.py"], root, env)
+    assert "resuming" in resumed.stdout
+    history = (root / "reports/train/history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
+    assert sorted(run.info.status for run in runs(root)) == ["FINISHED", "KILLED"]
+
+
+def test_changed_params_never_resume_a_stale_checkpoint(tiny_project):
+    root, env = tiny_project
+    write_params(
+        root, {"train": {"epochs": 3, "lr_schedule": "piecewise", "lr_milestones": [1], "lr_factors": [1e12]}}
+    )
+    sh(["dvc", "repro", "train"], root, env, check=False)  # diverges, leaving an epoch-1 checkpoint
+    assert (root / "checkpoints/train/state.json").exists()
+    write_params(
+        root, {"train": {"epochs": 2, "lr_schedule": "constant", "lr_milestones": [], "lr_factors": []}}
+    )
+    result = sh(["dvc", "repro", "train"], root, env)
+    assert "resum" not in result.stdout.lower()
+    history = (root / "reports/train/history.csv").read_text().splitlines()
+    assert len(history) == 1 + 2
+
+
+def test_dvc_repro_forced_twice_gives_identical_weights_samples_and_metrics(tiny_project):
+    root, env = tiny_project
+    sh(["dvc", "repro"], root, env)
+    first = (
+        weights(root),
+        (root / "samples/samples.npy").read_bytes(),
+        (root / "reports/metrics.json").read_bytes(),
+    )
+    sh(["dvc", "repro", "-f"], root, env)
+    assert all(np.array_equal(a, b) for a, b in zip(first[0], weights(root), strict=True))
+    assert (root / "samples/samples.npy").read_bytes() == first[1]
+    assert (root / "reports/metrics.json").read_bytes() == first[2]
+    assert len(runs(root)) == 2
+
+
+# ---------------------------------------------------------------------------- atomic outputs, safe loading
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary_behind(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_failed_folder_write_leaves_the_previous_folder(tmp_path):
+    target = tmp_path / "models"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "encoder.keras").write_text("v1")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "encoder.keras").write_text("v2, half")
+        raise RuntimeError("crash")
+    assert (target / "encoder.keras").read_text() == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["models"]
+
+
+def test_models_are_loaded_in_keras_safe_mode(tmp_path):
+    folder = tmp_path / "wae"
+    folder.mkdir()
+    unsafe = keras.Sequential([keras.Input((8,)), keras.layers.Lambda(lambda z: z * 2)])
+    unsafe.save(folder / "encoder.keras")
+    unsafe.save(folder / "decoder.keras")
+    (folder / "model_info.json").write_text(json.dumps({"latent_dim": 8, "prior_std": 1.0}))
+    with pytest.raises(WAEError, match="no trained model"):
+        load_trained(folder)
+
+
+def test_every_server_command_in_the_docs_binds_to_loopback():
+    texts = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").glob("*.md"))]
+    code = [line.split("#")[0] for path in texts for line in path.read_text().splitlines()]
+    commands = [line for line in code if re.search(r"mlflow (ui|server|models serve)\b", line)]
+    assert commands, "the docs show how to start the MLflow UI"
+    for line in commands:
+        assert "--host 127.0.0.1" in line, f"a server command that does not bind to loopback: {line}"
