@@ -1,8 +1,9 @@
 """The WAE training loop: one compiled step, two optimisers, checkpoints, resume and divergence.
 
-Reading order: `WAETrainer._replica_step` is the game (encode, decode, penalise, update the
-discriminator with its optimiser and the auto-encoder with theirs); `_train_steps` runs several
-of those per compiled call with no host round-trip; `fit` is the epoch loop around them.
+Reading order: `WAETrainer._replica_step` is the game (`_replica_gradients` encodes, decodes and
+penalises; then the discriminator is updated with its optimiser and the auto-encoder with theirs);
+`_train_steps` runs several of those per compiled call with no host round-trip; `fit` is the
+epoch loop around them.
 
 Design choices that make the loop fast and exactly reproducible:
 - the training digits stay in memory as uint8 and are scaled on the fly;
@@ -116,10 +117,9 @@ class WAETrainer:
         self.steps_per_epoch = len(x_train) // config.batch_size
         self.x_val = x_val
         self.trace_count = 0
-        if config.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
         with self.strategy.scope():
-            self.models = build_models(config)
+            with _dtype_policy("mixed_float16" if config.mixed_precision else None):
+                self.models = build_models(config)
             self.ae_optimizer = self._optimizer(config.lr)
             self.ae_variables = (
                 self.models.encoder.trainable_variables + self.models.decoder.trainable_variables
@@ -136,8 +136,10 @@ class WAETrainer:
             self.loss_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False)
             self.bad_step = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
             self.bad_losses = tf.Variable(tf.zeros([3], tf.float32), trainable=False)
-        step = self._replica_step
-        self._compiled_replica_step = tf.function(step, jit_compile=True) if config.xla else step
+        # XLA compiles the per-replica forward and backward pass; the updates stay outside it, as
+        # they sum gradients across replicas (a sync point, which a nested XLA function cannot hold).
+        grads = self._replica_gradients
+        self._compiled_gradients = tf.function(grads, jit_compile=True) if config.xla else grads
         self._train_steps_fn = tf.function(self._train_steps)
         self._eval_fn = tf.function(self._eval_batch)
 
@@ -165,6 +167,19 @@ class WAETrainer:
 
     def _replica_step(self, images: tf.Tensor, z_prior: tf.Tensor) -> tf.Tensor:
         """One update of both players on this replica's share of the batch; returns its 3 losses."""
+        losses, ae_grads, disc_grads = self._compiled_gradients(images, z_prior)
+        if self.config.mixed_precision:
+            ae_grads, disc_grads = _agree_on_overflow(ae_grads), _agree_on_overflow(disc_grads)
+        if self.models.discriminator is not None:
+            disc_variables = self.models.discriminator.trainable_variables
+            self.disc_optimizer.apply_gradients(zip(disc_grads, disc_variables, strict=True))
+        self.ae_optimizer.apply_gradients(zip(ae_grads, self.ae_variables, strict=True))
+        return losses
+
+    def _replica_gradients(
+        self, images: tf.Tensor, z_prior: tf.Tensor
+    ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
+        """Both players' losses on this replica's share, and their (loss-scaled) gradients."""
         config, models = self.config, self.models
         n_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         x = tf.cast(images, tf.float32) / 255.0
@@ -188,13 +203,11 @@ class WAETrainer:
                 self._scale(self.disc_optimizer, disc_loss / n_replicas) if models.discriminator else None
             )
         ae_grads = tape.gradient(ae_scaled, self.ae_variables)
+        disc_grads = []
         if models.discriminator is not None:
-            disc_variables = models.discriminator.trainable_variables
-            disc_grads = tape.gradient(disc_scaled, disc_variables)
-            self.disc_optimizer.apply_gradients(zip(disc_grads, disc_variables, strict=True))
-        self.ae_optimizer.apply_gradients(zip(ae_grads, self.ae_variables, strict=True))
+            disc_grads = tape.gradient(disc_scaled, models.discriminator.trainable_variables)
         del tape
-        return tf.stack([recon, penalty, disc_loss])
+        return tf.stack([recon, penalty, disc_loss]), ae_grads, disc_grads
 
     @staticmethod
     def _scale(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
@@ -231,7 +244,7 @@ class WAETrainer:
             share = self.config.batch_size // n
             first = replica.replica_id_in_sync_group * share
             images, z_prior = images[first : first + share], z_prior[first : first + share]
-        return self._compiled_replica_step(images, z_prior)
+        return self._replica_step(images, z_prior)
 
     def _eval_batch(self, images: tf.Tensor, batch_index: tf.Tensor) -> tf.Tensor:
         x = tf.cast(images, tf.float32) / 255.0
@@ -363,6 +376,34 @@ class WAETrainer:
             f"(global step {bad + 1}): reconstruction {recon}, penalty {penalty}, discriminator {disc}; "
             "try a lower train.lr / train.disc_lr or train.lambda"
         )
+
+
+def _agree_on_overflow(grads: list[tf.Tensor]) -> list[tf.Tensor]:
+    """Under loss scaling, make a float16 overflow on any replica an overflow on every replica.
+
+    Keras' LossScaleOptimizer decides to skip a step (and halve the scale) from the first replica's
+    own gradients, before they are summed: an overflow on another replica alone would reach the
+    weights as inf. Shared, it makes every replica skip the step together.
+    """
+    context = tf.distribute.get_replica_context()
+    if not grads or context.num_replicas_in_sync == 1:
+        return grads
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    overflows = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    poison = tf.where(overflows > 0, float("nan"), 0.0)  # adding 0.0 leaves finite gradients exact
+    return [g + tf.cast(poison, g.dtype) for g in grads]
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str | None) -> Iterator[None]:
+    """Keras' dtype policy is global: set it only while this run's networks are built."""
+    previous = keras.mixed_precision.global_policy()
+    if name:
+        keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _current_lr(optimizer: keras.optimizers.Optimizer) -> float:
