@@ -11,11 +11,17 @@ In one process, on the same networks, data and batch size, for each comparison:
       prior and encoded codes, one eager GradientTape step per batch;
   (c) `function`: the same step as (b) under a plain `tf.function`, fed by the same pipeline.
 
+With the MMD penalty, (b) and (c) take `wae.penalties.mmd_penalty` and one optimiser instead of the
+post's discriminator. (b) and (c) always compute in float32, as the post does.
+
 Two comparisons by default: `post` (the post's setup: its networks, latent 1, batch 218, lr 8e-5,
 lambda 0.001, MSE, GAN penalty) and the default architecture with the settings of params.yaml's
-`train` section. Warm-up steps (traces included) are not timed; every variant then runs a fixed
-number of steps per round, rounds interleave the variants (rotating their order), and the median
-round counts. A loss is read back at the end of each timed block, so the work is finished.
+`train` section. Warm-up steps (traces included) are not timed. Each variant then runs a fixed number
+of steps per round (--steps/--eager-steps, or sized once from two probe steps to take about
+--seconds), rounds interleave the variants (rotating their order), and the median round counts.
+A loss is read back at the end of each timed block, so the measured work is finished. Wall time
+(img/s) and process CPU time are both recorded: on a machine shared with other jobs, CPU time
+per image is the steadier figure.
 
     python benchmarks/train_step.py --out reports/benchmark.json        # `make bench`
     python benchmarks/train_step.py --architecture small --penalty gan --rounds 5
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import resource
@@ -141,7 +148,9 @@ class PortStep:
             z = tf.cast(m.encoder(x, training=True), tf.float32)
             x_hat = tf.cast(m.decoder(z, training=True), tf.float32)
             squared = tf.square(x - x_hat)
-            per_image = (tf.reduce_mean if cfg.recon_cost == "mse" else tf.reduce_sum)(squared, axis=[1, 2, 3])
+            per_image = (tf.reduce_mean if cfg.recon_cost == "mse" else tf.reduce_sum)(
+                squared, axis=[1, 2, 3]
+            )
             recon = cfg.recon_weight * tf.reduce_mean(per_image)
             z_prior = tf.random.normal(tf.shape(z), 0.0, cfg.prior_std)
             if m.discriminator is None:
@@ -184,57 +193,87 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def timed(variant: ProjectStep | PortStep, steps: int) -> tuple[float, float]:
-    started = time.perf_counter()
-    loss = variant.run(steps)  # returns a loss read back from the device: the work is done
-    return time.perf_counter() - started, loss
+def timed(variant: ProjectStep | PortStep, steps: int) -> tuple[float, float, float]:
+    """Wall seconds, process CPU seconds (all threads) and the loss read back at the end."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    loss = variant.run(steps)  # a loss read back from the device: the measured work is finished
+    return time.perf_counter() - wall, time.process_time() - cpu, loss
+
+
+def build_variant(name: str, cfg: TrainConfig, data: dict[str, Any], args: argparse.Namespace):
+    # Each variant starts from Keras' default float32 policy, as a fresh `train` process does.
+    keras.mixed_precision.set_global_policy("float32")
+    if name == "a":
+        if args.project_policy:  # an experiment: (a) computing in another dtype policy
+            keras.mixed_precision.set_global_policy(args.project_policy)
+        variant: ProjectStep | PortStep = ProjectStep(cfg, data["x_train"], data["x_val"])
+    else:
+        variant = PortStep(cfg, data["dataset"], compiled=name == "c")
+    keras.mixed_precision.set_global_policy("float32")  # WAETrainer may leave mixed_float16 set
+    return variant
+
+
+def choose_steps(name: str, variant: ProjectStep | PortStep, args: argparse.Namespace, limit: int) -> int:
+    """The fixed number of steps every round of this variant runs: given, or ~--seconds per round."""
+    fixed = args.eager_steps if name == "b" else args.steps
+    if fixed:
+        return min(fixed, limit)
+    probe = 2
+    seconds, _, _ = timed(variant, probe)  # untimed for the results: only sizes the rounds
+    return max(2, min(limit, math.ceil(args.seconds * probe / seconds)))
 
 
 def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argparse.Namespace) -> dict:
     batch = cfg.batch_size
-    steps = {"a": args.steps, "b": args.eager_steps or max(1, args.steps // 4), "c": args.steps}
+    per_epoch = len(x_train) // batch  # (a) must not reach the end of an epoch (validation)
     print(
         f"\n== {cfg.architecture} / {cfg.penalty}: batch {batch}, latent {cfg.latent_dim}, "
-        f"steps_per_execution {cfg.steps_per_execution}, measured steps a/b/c "
-        f"{steps['a']}/{steps['b']}/{steps['c']} x {args.rounds} rounds",
+        f"steps_per_execution {cfg.steps_per_execution}, {args.rounds} rounds",
         flush=True,
     )
     rss_before = rss_mb()
-    dataset = port_dataset(x_train, batch)
-    variants: dict[str, ProjectStep | PortStep] = {
-        "a": ProjectStep(cfg, x_train, x_val),
-        "b": PortStep(cfg, dataset, compiled=False),
-        "c": PortStep(cfg, dataset, compiled=True),
-    }
+    data = {"x_train": x_train, "x_val": x_val, "dataset": port_dataset(x_train, batch)}
+    port_data_mb = rss_mb() - rss_before  # (b)/(c)'s float32 copy of the digits; (a) keeps uint8
     names = [n for n in "abc" if n in args.variants]
+    variants: dict[str, ProjectStep | PortStep] = {}
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        started = time.perf_counter()
-        variants[name].run(args.warmup)  # traces, tf.data's first shuffle buffer, optimiser slots
+        started, rss_at_start = time.perf_counter(), rss_mb()
+        variants[name] = variant = build_variant(name, cfg, data, args)
+        variant.run(args.warmup)  # traces, tf.data's first shuffle buffer, optimiser slots
+        warmup_seconds = time.perf_counter() - started
+        steps = choose_steps(name, variant, args, per_epoch if name == "a" else 10**6)
         results[name] = {
             "label": VARIANTS[name],
-            "steps": steps[name],
+            "steps": steps,
             "batch_size": batch,
             "warmup_steps": args.warmup,
-            "warmup_seconds": time.perf_counter() - started,
+            "warmup_seconds": warmup_seconds,
+            # what building and warming up this variant added to the process (networks, optimiser
+            # slots, traced graphs, the shuffle buffer); the process's peak RSS is shared by all
+            "rss_growth_mb": rss_mb() - rss_at_start,
             "seconds": [],
+            "cpu_seconds": [],
             "img_per_s_rounds": [],
             "rss_mb": [],
             "peak_rss_mb": [],
         }
+        print(f"  {name}: built and warmed up in {warmup_seconds:.1f} s; {steps} steps a round", flush=True)
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no variant always first
         for name in order:
-            seconds, loss = timed(variants[name], steps[name])
             res = results[name]
+            seconds, cpu, loss = timed(variants[name], res["steps"])
             res["seconds"].append(seconds)
-            res["img_per_s_rounds"].append(steps[name] * batch / seconds)
+            res["cpu_seconds"].append(cpu)
+            res["img_per_s_rounds"].append(res["steps"] * batch / seconds)
             res["rss_mb"].append(rss_mb())
             res["peak_rss_mb"].append(peak_rss_mb())
             res["loss_read_back"] = loss
             print(
                 f"  round {r + 1}/{args.rounds} {name}: {res['img_per_s_rounds'][-1]:8.1f} img/s "
-                f"({seconds:6.2f} s, rss {res['rss_mb'][-1]:.0f} MB)",
+                f"({seconds:6.2f} s wall, {cpu / res['steps'] * 1000:7.1f} CPU ms/step, "
+                f"rss {res['rss_mb'][-1]:.0f} MB, load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
     for name in names:
@@ -242,6 +281,9 @@ def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argp
         rates = res["img_per_s_rounds"]
         res["img_per_s"] = statistics.median(rates)
         res["spread"] = (max(rates) - min(rates)) / res["img_per_s"]  # (max - min) / median
+        # CPU time per image hardly depends on other jobs' load: a steadier figure than img/s here
+        res["cpu_ms_per_step"] = statistics.median(res["cpu_seconds"]) / res["steps"] * 1000
+        res["img_per_cpu_s"] = batch * 1000 / res["cpu_ms_per_step"]
         res["rss_after_mb"] = res.pop("rss_mb")[-1]
         res["peak_rss_after_mb"] = res.pop("peak_rss_mb")[-1]
         res["traces"] = variants[name].traces()
@@ -257,8 +299,10 @@ def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argp
             "steps_per_execution": cfg.steps_per_execution,
             "xla": cfg.xla,
             "mixed_precision": cfg.mixed_precision,
+            "project_policy": args.project_policy or "float32",
         },
         "rss_before_mb": rss_before,
+        "port_dataset_rss_mb": port_data_mb,
         "variants": results,
     }
     if "a" in results:
@@ -268,9 +312,10 @@ def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argp
                 out[f"a_over_{other}"] = results["a"]["img_per_s"] / results[other]["img_per_s"]
                 # the same round ran both: a ratio per round cancels slow drifts of the machine's load
                 out[f"a_over_{other}_paired"] = statistics.median(x / y for x, y in zip(a, o, strict=True))
+                out[f"a_over_{other}_cpu"] = results["a"]["img_per_cpu_s"] / results[other]["img_per_cpu_s"]
                 out[f"a_over_{other}_target"] = TARGETS[f"a_over_{other}"]
                 out[f"a_over_{other}_met"] = out[f"a_over_{other}"] >= TARGETS[f"a_over_{other}"]
-    del variants, dataset
+    del variants, data
     return out
 
 
@@ -332,16 +377,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--penalty", choices=["mmd", "gan"], help="override every comparison's penalty")
     ap.add_argument("--batch-size", type=int, help="override every comparison's batch size")
     ap.add_argument("--steps-per-execution", type=int, help="override train.steps_per_execution for (a)")
-    ap.add_argument("--steps", type=int, default=40, help="measured steps per round for (a) and (c)")
-    ap.add_argument("--eager-steps", type=int, help="measured steps per round for (b) (default: steps/4)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the rounds (traces)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median counts")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        help="size each variant's rounds to about this many seconds, from 2 probe steps (default 3)",
+    )
+    ap.add_argument("--steps", type=int, help="fixed steps per round for (a) and (c) instead of --seconds")
+    ap.add_argument("--eager-steps", type=int, help="fixed steps per round for (b) instead of --seconds")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds (traces)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median counts")
     ap.add_argument("--variants", default="abc", help="which of a, b, c to run (default: all)")
+    ap.add_argument(
+        "--project-policy",
+        choices=["mixed_bfloat16"],
+        help="experiment: build (a)'s networks under this Keras dtype policy (train does not, yet)",
+    )
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    for name in ("steps", "warmup", "rounds"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be >= 1")
+    for name in ("steps", "eager_steps", "warmup", "rounds", "seconds"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            ap.error(f"--{name.replace('_', '-')} must be > 0")
     if not set(args.variants) <= set("abc") or not args.variants:
         ap.error("--variants takes letters among a, b, c")
     return args
@@ -361,12 +418,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configs = [dataclasses.replace(c, **overrides) for c in configs]
     x_train, x_val, source = training_digits(args, p)
     for cfg in configs:
-        needed = max(args.steps, args.warmup) * cfg.batch_size
+        needed = (args.warmup + 2) * cfg.batch_size
         if needed > len(x_train):
             raise WAEError(
-                f"{cfg.architecture}: {max(args.steps, args.warmup)} steps of {cfg.batch_size} digits need "
-                f"{needed} training digits within one epoch, the data has {len(x_train)}; "
-                "use fewer --steps or all the digits (data.train_subset: 0)"
+                f"{cfg.architecture}: a warm-up and 2 steps of {cfg.batch_size} digits need {needed} "
+                f"training digits within one epoch, the data has {len(x_train)}; use all the digits "
+                "(data.train_subset: 0) or --mnist"
             )
     m = machine()
     print(
@@ -380,8 +437,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": m,
         "data": {"source": source, "n_train": len(x_train)},
         "settings": {
-            "steps": args.steps,
-            "eager_steps": comparisons[0]["variants"].get("b", {}).get("steps", 0),
+            "steps": args.steps or "sized by --seconds",
+            "eager_steps": args.eager_steps or "sized by --seconds",
+            "seconds": args.seconds,
             "warmup": args.warmup,
             "rounds": args.rounds,
             "variants": {n: VARIANTS[n] for n in "abc" if n in args.variants},
@@ -400,7 +458,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def print_summary(report: dict[str, Any]) -> None:
-    print("\narchitecture/penalty  batch   (a) img/s  (b) img/s  (c) img/s     a/b    a/c  rss MB after a/b/c")
+    print(
+        "\narchitecture/penalty  batch   (a) img/s  (b) img/s  (c) img/s     a/b    a/c"
+        "   a/b cpu a/c cpu  rss MB after a/b/c"
+    )
     for comp in report["comparisons"]:
         v, c = comp["variants"], comp["config"]
 
@@ -413,10 +474,12 @@ def print_summary(report: dict[str, Any]) -> None:
         rss = "/".join(f"{v[n]['rss_after_mb']:.0f}" if n in v else "-" for n in "abc")
         print(
             f"{c['architecture'] + '/' + c['penalty']:<20} {c['batch_size']:6d} {rate('a')} {rate('b')} "
-            f"{rate('c')}  {ratio('a_over_b')} {ratio('a_over_c')}  {rss}"
+            f"{rate('c')}  {ratio('a_over_b')} {ratio('a_over_c')}    {ratio('a_over_b_cpu')}  "
+            f"{ratio('a_over_c_cpu')}  {rss}"
         )
     load = report["load_average"]
     print(
+        f"img/s: median of the rounds; cpu: ratio of images per CPU-second (steadier on a busy machine)\n"
         f"peak RSS {report['peak_rss_mb']:.0f} MB; load average {load['start'][0]:.2f} -> {load['end'][0]:.2f} "
         f"on {report['machine']['usable_cores']} cores; {report['total_seconds']:.0f} s in all"
     )

@@ -101,7 +101,7 @@ def class_entropy(proba: np.ndarray, n_classes: int = 10) -> float:
     """Entropy (nats) of the predicted-class histogram: 0 if every sample is one digit, ln 10 if uniform."""
     counts = np.bincount(np.argmax(proba, axis=1), minlength=n_classes).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
-    return float(max(-np.sum(p * np.log(p)), 0.0))
+    return float(max(-np.sum(p * np.log(p)), 0.0)) + 0.0  # + 0.0: no "-0.0" in metrics.json
 
 
 # --- Latent space against the prior -----------------------------------------------------------
