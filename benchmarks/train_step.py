@@ -298,7 +298,7 @@ def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argp
             "recon_cost": cfg.recon_cost,
             "steps_per_execution": cfg.steps_per_execution,
             "xla": cfg.xla,
-            "mixed_precision": cfg.mixed_precision,
+            "precision": cfg.precision,
             "project_policy": args.project_policy or "float32",
         },
         "rss_before_mb": rss_before,

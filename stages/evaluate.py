@@ -8,6 +8,8 @@ pictures and metrics.json are logged to the training run in MLflow (folder "eval
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -49,6 +51,8 @@ def main() -> None:
         save_figure(REPORTS / name, figure, dpi=100)
 
     with tracking.resumed_run(project_root(), ref):
+        # MLflow params are immutable: settings of an evaluate-only rerun are recorded as tags.
+        tracking.set_tags({f"evaluate.{k}": str(v) for k, v in dataclasses.asdict(config).items()})
         tracking.log_metrics(result.metrics)
         tracking.log_artifact(METRICS, "evaluate")
         for name in figures:

@@ -8,6 +8,8 @@ to the training run in MLflow (folder "sample").
 
 from __future__ import annotations
 
+import dataclasses
+
 from common import REPO, params, project_root, run
 
 from wae import sampling, tracking
@@ -36,6 +38,8 @@ def main() -> None:
         save_figure(REPORTS / name, figure, dpi=100)
 
     with tracking.resumed_run(project_root(), ref):
+        # MLflow params are immutable: settings of a sample-only rerun are recorded as tags.
+        tracking.set_tags({f"sample.{k}": str(v) for k, v in dataclasses.asdict(config).items()})
         for name in figures:
             tracking.log_artifact(REPORTS / name, "sample")
     print(

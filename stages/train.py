@@ -68,6 +68,7 @@ def main() -> None:
         tracking.log_artifact(REPO / "params.yaml")
         seed_everything(cfg.seed)
         trainer = WAETrainer(cfg, splits.x_train, splits.x_val)
+        tracking.set_tags({"train.precision_resolved": trainer.precision})
         rows = []
 
         def on_epoch_end(row: dict) -> None:

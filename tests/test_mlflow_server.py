@@ -15,6 +15,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from project import make_project, project_env, sh
 from servers import HOST, Service, command_starting, free_port, readme_commands, start_service
 
@@ -64,7 +65,8 @@ def test_a_pipeline_run_logs_to_the_tracking_server_and_reads_back_through_rest(
     experiment = client.get_experiment_by_name("wae-mnist")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.lambda"] == "10.0"
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert float(run.data.params["train.lambda"]) == params["train"]["lambda"]
     curve = client.get_metric_history(run.info.run_id, "train_recon")
     assert [m.step for m in curve] == list(range(1, int(run.data.params["train.epochs"]) + 1))
     for score in ("sample_fcd", "recon_fcd", "test_recon_mse", "latent_mmd"):

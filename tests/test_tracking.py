@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +24,24 @@ from wae.errors import TrackingError, TrainingInterrupted
 EXPERIMENT = "wae-mnist"
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new, empty SQLite store, made once: creating its tables takes seconds."""
+    path = tmp_path_factory.mktemp("empty-store") / tracking.STORE_FILE
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project root with no store yet; the test process runs elsewhere, as DVC's temp copies do."""
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Path:
+    """A project root with an empty store; the test process runs elsewhere, as DVC's temp copies do."""
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)
     # mlflow.set_tracking_uri() is process-wide: put the previous value back afterwards.
     monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
     project = tmp_path / "project"
     project.mkdir()
+    shutil.copy(empty_store, project / tracking.STORE_FILE)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -54,7 +64,6 @@ def test_the_store_and_its_artifacts_live_at_the_project_root(root):
     with tracking.training_run(root, EXPERIMENT, {"train.lambda": 10.0}, {"git.dirty": "false"}) as run_id:
         tracking.log_dict({"ok": 1}, "check.json")
 
-    assert (root / "mlflow.db").is_file()
     experiment = client(root).get_experiment_by_name(EXPERIMENT)
     assert experiment.artifact_location == (root / "mlartifacts").as_uri()
     assert (root / "mlartifacts").is_dir() and any((root / "mlartifacts").rglob("check.json"))
@@ -64,6 +73,7 @@ def test_the_store_and_its_artifacts_live_at_the_project_root(root):
 
 
 def test_parallel_first_runs_on_a_fresh_store_share_one_experiment_without_lock_errors(root):
+    (root / tracking.STORE_FILE).unlink()  # as on a first `dvc queue start -j 2` in a fresh clone
     script = (
         "import sys\nfrom wae import tracking\n"
         "with tracking.training_run(sys.argv[1], sys.argv[2], {'train.seed': sys.argv[3]}, {}):\n"

@@ -104,7 +104,7 @@ class TrainConfig:
     seed: int = 0
     steps_per_execution: int = 10
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
-    mixed_precision: bool = False
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     xla: bool = False
 
     def validate(self, section: str) -> None:

@@ -7,6 +7,8 @@
 
 Encoders map images in [0, 1] (N x 28 x 28 x 1) to codes; decoders map codes back to images;
 the discriminator maps codes to one logit (the post's final sigmoid is folded into the loss).
+Each network's last layer computes in float32, so that under a mixed-precision policy codes,
+images and logits still come out as float32.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _small(latent_dim: int) -> tuple[keras.Model, keras.Model]:
             layers.Conv2D(64, 4, strides=2, padding="same", activation="relu"),
             layers.Flatten(),
             layers.Dense(256, activation="relu"),
-            layers.Dense(latent_dim),
+            layers.Dense(latent_dim, dtype="float32"),
         ],
         name="encoder",
     )
@@ -52,7 +54,7 @@ def _small(latent_dim: int) -> tuple[keras.Model, keras.Model]:
             layers.Reshape((7, 7, 64)),
             layers.Conv2DTranspose(64, 4, strides=2, padding="same", activation="relu"),
             layers.Conv2DTranspose(32, 4, strides=2, padding="same", activation="relu"),
-            layers.Conv2D(1, 3, padding="same", activation="sigmoid"),
+            layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float32"),
         ],
         name="decoder",
     )
@@ -76,7 +78,7 @@ def _post(latent_dim: int) -> tuple[keras.Model, keras.Model]:
             layers.Dense(32, activation="relu"),
             layers.Dense(16, activation="relu"),
             layers.Dense(8, activation="relu"),
-            layers.Dense(latent_dim),
+            layers.Dense(latent_dim, dtype="float32"),
         ],
         name="encoder",
     )
@@ -87,7 +89,9 @@ def _post(latent_dim: int) -> tuple[keras.Model, keras.Model]:
             layers.Reshape((7, 7, 32)),
             layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu"),
             layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
-            layers.Conv2DTranspose(1, 3, strides=1, padding="same"),  # linear, as in the post
+            layers.Conv2DTranspose(
+                1, 3, strides=1, padding="same", dtype="float32"
+            ),  # linear, as in the post
         ],
         name="decoder",
     )
@@ -102,7 +106,9 @@ def _paper(latent_dim: int) -> tuple[keras.Model, keras.Model]:
             layers.BatchNormalization(),
             layers.ReLU(),
         ]
-    encoder = keras.Sequential([*encoder_layers, layers.Flatten(), layers.Dense(latent_dim)], name="encoder")
+    encoder = keras.Sequential(
+        [*encoder_layers, layers.Flatten(), layers.Dense(latent_dim, dtype="float32")], name="encoder"
+    )
     decoder = keras.Sequential(
         [
             keras.Input((latent_dim,)),
@@ -116,7 +122,7 @@ def _paper(latent_dim: int) -> tuple[keras.Model, keras.Model]:
             layers.Conv2DTranspose(256, 4, strides=2, padding="same"),
             layers.BatchNormalization(),
             layers.ReLU(),
-            layers.Conv2DTranspose(1, 4, strides=1, padding="same", activation="sigmoid"),
+            layers.Conv2DTranspose(1, 4, strides=1, padding="same", activation="sigmoid", dtype="float32"),
         ],
         name="decoder",
     )

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -157,6 +158,12 @@ def training_run(
     existing = os.environ.get("MLFLOW_RUN_ID")
     if existing:
         run = mlflow.start_run(run_id=existing)
+        if run.info.experiment_id != experiment_id:
+            print(
+                f"warning: MLflow run {existing} is not in experiment {experiment_name!r}; "
+                f"pass --experiment-name {experiment_name} to `mlflow run`",
+                file=sys.stderr,
+            )
     else:
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
     run_id = run.info.run_id
@@ -219,8 +226,24 @@ def log_keras_model(model: Any, name: str, example_input: Any) -> str:
 
     signature = infer_signature(example_input, model.predict(example_input, verbose=0))
     # input_example= is not passed: it fails for Keras 3 models in MLflow 3.17 (FACTS.md).
-    info = mlflow.keras.log_model(model, name=name, signature=signature)
+    info = mlflow.keras.log_model(
+        model, name=name, signature=signature, pip_requirements=_model_requirements()
+    )
     return info.model_uri
+
+
+def _model_requirements() -> list[str]:
+    """What a served model needs, pinned as installed here. Given explicitly, because MLflow would infer
+    it in a subprocess that imports TensorFlow and loads the model again (seconds of CPU per model)."""
+    from importlib import metadata
+
+    pins = []
+    for names in (("tensorflow-cpu", "tensorflow"), ("keras",)):
+        for name in names:
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                pins.append(f"{name}=={metadata.version(name)}")
+                break
+    return pins
 
 
 def register_model(model_uri: str, name: str, alias: str) -> str:

@@ -17,6 +17,7 @@ Design choices that make the loop fast and exactly reproducible:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -46,7 +47,32 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (Intel AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(name: str) -> str:
+    """`auto`: bfloat16 compute where the CPU has it natively (about 2x faster here, same scores),
+    float32 elsewhere (on a GPU, choose mixed_float16 or mixed_bfloat16 explicitly)."""
+    if name != "auto":
+        return name
+    if tf.config.list_physical_devices("GPU"):
+        return "float32"
+    return "mixed_bfloat16" if native_bf16_cpu() else "float32"
+
+
+@functools.cache
 def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The `train.strategy` of that name, made once per process.
+
+    TensorFlow expects one strategy per program: a second MirroredStrategy in the same process
+    reuses collective ids with other shapes and aborts ("Shape mismatch in the collective instance").
+    """
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
@@ -117,8 +143,9 @@ class WAETrainer:
         self.steps_per_epoch = len(x_train) // config.batch_size
         self.x_val = x_val
         self.trace_count = 0
+        self.precision = resolve_precision(config.precision)
         with self.strategy.scope():
-            with _dtype_policy("mixed_float16" if config.mixed_precision else None):
+            with _dtype_policy(None if self.precision == "float32" else self.precision):
                 self.models = build_models(config)
             self.ae_optimizer = self._optimizer(config.lr)
             self.ae_variables = (
@@ -148,7 +175,7 @@ class WAETrainer:
         optimizer = keras.optimizers.Adam(
             learning_rate(self.config, lr, self.steps_per_epoch), beta_1=self.config.adam_beta1
         )
-        if self.config.mixed_precision:
+        if self.precision == "mixed_float16":  # bfloat16 has float32's range: no loss scaling
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
@@ -168,7 +195,7 @@ class WAETrainer:
     def _replica_step(self, images: tf.Tensor, z_prior: tf.Tensor) -> tf.Tensor:
         """One update of both players on this replica's share of the batch; returns its 3 losses."""
         losses, ae_grads, disc_grads = self._compiled_gradients(images, z_prior)
-        if self.config.mixed_precision:
+        if self.precision == "mixed_float16":
             ae_grads, disc_grads = _agree_on_overflow(ae_grads), _agree_on_overflow(disc_grads)
         if self.models.discriminator is not None:
             disc_variables = self.models.discriminator.trainable_variables
