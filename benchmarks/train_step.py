@@ -209,7 +209,7 @@ def build_variant(name: str, cfg: TrainConfig, data: dict[str, Any], args: argpa
         variant: ProjectStep | PortStep = ProjectStep(cfg, data["x_train"], data["x_val"])
     else:
         variant = PortStep(cfg, data["dataset"], compiled=name == "c")
-    keras.mixed_precision.set_global_policy("float32")  # WAETrainer may leave mixed_float16 set
+    keras.mixed_precision.set_global_policy("float32")
     return variant
 
 

@@ -33,6 +33,14 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def checkpoint_fingerprint(p: Params, data_digest: str) -> str:
+    """What a checkpoint must match to be resumed: the train params and the data. The strategy and
+    XLA are left out, since a checkpoint restores under any of them."""
+    settings = {k: v for k, v in p.flat().items() if k.startswith("train.")}
+    settings.pop("train.strategy"), settings.pop("train.xla")
+    return hashlib.sha256(f"{sorted(settings.items())}-{data_digest}".encode()).hexdigest()[:24]
+
+
 def run_tags(p: Params, data_digest: str) -> dict[str, str]:
     """Where the run came from: code, params, data, and the DVC experiment when there is one."""
     tags = {**tracking.git_tags(REPO), "params.digest": p.digest(), "data.digest": data_digest}
@@ -59,7 +67,7 @@ def main() -> None:
     cfg = p.train
     splits = load_prepared(DATA)
     data_digest = file_digest(DATA)
-    fingerprint = f"{p.digest('train')}-{data_digest}"
+    fingerprint = checkpoint_fingerprint(p, data_digest)
     root = project_root()
 
     tags = run_tags(p, data_digest)
