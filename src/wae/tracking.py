@@ -105,7 +105,8 @@ def git_tags(repo: str | Path) -> dict[str, str]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return {}
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    # dvc.lock is rewritten by the very `dvc repro` that is running: it does not make the code dirty.
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock"))
     return {"git.commit": commit, "git.dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
 
 
