@@ -386,7 +386,7 @@ def team_server(tmp_path_factory: pytest.TempPathFactory, data_home_session: Pat
             "/opt/mlflow/bin/mlflow": "mlflow",
             "postgresql://mlflow:change-me@db.team.internal:5432/mlflow": f"sqlite:///{folder / 'mlflow.db'}",
             "s3://wae-mlflow/artifacts": str(folder / "artifacts"),
-            "--host 0.0.0.0 --port 5000": f"--host {HOST} --port {port}",
+            "--host 127.0.0.1 --port 5000": f"--host {HOST} --port {port}",
             "--workers 4": "--workers 1",
             "mlflow.team.internal:5000,mlflow.team.internal": f"{HOST}:{port},{HOST}",
         },

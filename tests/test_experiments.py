@@ -189,7 +189,7 @@ def test_a_queued_sweep_of_four_makes_four_finished_runs_matching_dvc_exp_show(l
             stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120,
         )  # fmt: skip
     statuses = wait_for_queue(lab, timeout=1200)
-    assert sorted(statuses.values()) == ["Success"] * 3, statuses
+    assert sorted(statuses.values()) == ["Success"] * 4, statuses
 
     new = [run for run in lab.runs() if run.info.run_id not in before]
     assert len(new) == 4, "one run per queued experiment, none lost"

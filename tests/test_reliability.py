@@ -288,10 +288,28 @@ def test_models_are_loaded_in_keras_safe_mode(tmp_path):
         load_trained(folder)
 
 
+def _commands(path: Path) -> list[str]:
+    """Lines of a Makefile's recipes, or of a Markdown file's fenced code blocks."""
+    lines = path.read_text().splitlines()
+    if path.suffix != ".md":
+        return [line for line in lines if line.startswith("\t")]
+    fenced, inside = [], False
+    for line in lines:
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        elif inside:
+            fenced.append(line)
+    return fenced
+
+
 def test_every_server_command_in_the_docs_binds_to_loopback():
     texts = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").glob("*.md"))]
-    code = [line.split("#")[0] for path in texts for line in path.read_text().splitlines()]
-    commands = [line for line in code if re.search(r"mlflow (ui|server|models serve)\b", line)]
+    commands = [
+        line.split("#")[0]
+        for path in texts
+        for line in _commands(path)
+        if re.search(r"mlflow (ui|server|models serve)\b", line.split("#")[0])
+    ]
     assert commands, "the docs show how to start the MLflow UI"
     for line in commands:
         assert "--host 127.0.0.1" in line, f"a server command that does not bind to loopback: {line}"
