@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import signal
 import sys
@@ -507,12 +506,3 @@ class Checkpointer:
                 variable.assign(value)
         self.trainer.loss_sums.assign(state["loss_sums"])
         return state
-
-    def discard(self) -> None:
-        import shutil
-
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def history_is_finite(history: list[HistoryRow]) -> bool:
-    return all(math.isfinite(v) for row in history for v in row.values())
