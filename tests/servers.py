@@ -107,6 +107,11 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
+def start_mlflow_server(command: str, folder: Path, env: Mapping[str, str], port: int) -> Service:
+    """An `mlflow server` command run in `folder`, ready once its /health answers."""
+    return start_service(command, folder, env, f"http://{HOST}:{port}", "/health", folder / "log.txt")
+
+
 def start_service(
     command: str | list[str],
     cwd: Path,

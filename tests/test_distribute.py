@@ -29,7 +29,7 @@ import psutil
 import pytest
 import yaml
 from project import make_project, project_env, sh, write_params
-from servers import HOST, free_port, start_service
+from servers import HOST, free_port, start_mlflow_server
 
 HERE = Path(__file__).resolve()
 LOSSES = ("train_recon", "train_penalty", "train_disc", "val_recon", "val_penalty")
@@ -391,14 +391,7 @@ def team_server(tmp_path_factory: pytest.TempPathFactory, data_home_session: Pat
             "mlflow.team.internal:5000,mlflow.team.internal": f"{HOST}:{port},{HOST}",
         },
     )
-    service = start_service(
-        command,
-        folder,
-        project_env(data_home_session),
-        f"http://{HOST}:{port}",
-        "/health",
-        folder / "log.txt",
-    )
+    service = start_mlflow_server(command, folder, project_env(data_home_session), port)
     yield service
     service.stop()
 

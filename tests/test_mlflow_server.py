@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 import yaml
 from project import make_project, project_env, sh
-from servers import HOST, Service, command_starting, free_port, readme_commands, start_service
+from servers import (
+    HOST,
+    Service,
+    command_starting,
+    free_port,
+    readme_commands,
+    start_mlflow_server,
+    start_service,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, data_home_session: Path):
     port = free_port()
     command = command_starting(COMMANDS, "mlflow server").replace("--port 5000", f"--port {port}")
     assert f"--host {HOST}" in command and str(port) in command
-    service = start_service(
-        command,
-        folder,
-        project_env(data_home_session),
-        f"http://{HOST}:{port}",
-        "/health",
-        folder / "log.txt",
-    )
+    service = start_mlflow_server(command, folder, project_env(data_home_session), port)
     yield service
     service.stop()
 

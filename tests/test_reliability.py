@@ -136,15 +136,17 @@ def test_divergence_stops_with_where_and_why_keeps_the_last_good_checkpoint_and_
 
 
 # ---------------------------------------------------------------------------- interrupt, resume, rerun
-def start_repro(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+def start(args: list[str], root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start a command with its output readable line by line, in its own process group
+    (as a terminal's foreground job, so that a Ctrl-C reaches all of it)."""
     return subprocess.Popen(
-        ["dvc", "repro"],
+        args,
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
+        start_new_session=True,
     )
 
 
@@ -163,7 +165,7 @@ def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float) 
 def test_ctrl_c_saves_marks_the_run_killed_and_dvc_repro_resumes_to_the_same_result(tiny_project):
     root, env = tiny_project
     write_params(root, {"train": {"epochs": 4, "steps_per_execution": 1}})
-    process = start_repro(root, env)
+    process = start(["dvc", "repro"], root, env)
     wait_for_line(process, r"epoch 1/4", timeout=300)
     sent = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: SIGINT to the terminal's whole foreground group
@@ -198,14 +200,7 @@ def test_sigterm_to_the_train_stage_saves_a_checkpoint_and_a_rerun_resumes_it(ti
     root, env = tiny_project
     sh(["dvc", "repro", "prepare"], root, env)
     write_params(root, {"train": {"epochs": 3, "steps_per_execution": 1}})
-    process = subprocess.Popen(
-        ["python", "stages/train.py"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start(["python", "stages/train.py"], root, env)
     wait_for_line(process, r"epoch 1/3", timeout=300)
     process.send_signal(signal.SIGTERM)
     rest = process.communicate(timeout=60)[0]

@@ -319,17 +319,15 @@ class WAETrainer:
         state = checkpoints.restore() if checkpoints else None
         history: list[HistoryRow] = state["history"] if state else []
         epoch, offset = (state["epoch"], state["offset"]) if state else (0, 0)
-        result = TrainResult(self.models, history, resumed_from_epoch=epoch + offset / self.steps_per_epoch)
+        resumed_from = epoch + offset / self.steps_per_epoch if state else None
+        result = TrainResult(self.models, history, resumed_from_epoch=resumed_from)
         if state:
             print(
                 f"resuming from the checkpoint in {checkpoints.folder}: epoch {epoch + 1}, step {offset}",
                 flush=True,
             )
-        else:
-            result.resumed_from_epoch = None
-        for row in history:
-            if on_epoch_end:
-                on_epoch_end(row)
+        for row in history if on_epoch_end else ():
+            on_epoch_end(row)
         stop = _StopFlag()
         chunk = config.steps_per_execution
         with stop.installed():
