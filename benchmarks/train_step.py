@@ -4,11 +4,13 @@ In one process, on the same networks, data and batch size, for each comparison:
 
   (a) `project`: `WAETrainer` exactly as the train stage runs it (seeded, in-memory uint8 images
       gathered per batch, `steps_per_execution` steps per compiled call), timed over
-      `fit(progress=False, steps_limit=N)` calls;
+      `fit(progress=False, steps_limit=N)` calls, with the project's networks (batch norm trained
+      by TensorFlow's fused kernel, `wae.layers`);
   (b) `eager`: the obvious TF2 port of the reference post's model_fn/input_fn: float32 images from
       `from_tensor_slices(x).shuffle(10000).repeat().batch(B)`, the post's losses (sigmoid
       discriminator, log(p + 1e-6)), two Adam optimisers, the discriminator called separately on
-      prior and encoded codes, one eager GradientTape step per batch;
+      prior and encoded codes, the networks' layers as Keras ships them, one eager GradientTape
+      step per batch;
   (c) `function`: the same step as (b) under a plain `tf.function`, fed by the same pipeline.
 
 With the MMD penalty, (b) and (c) take `wae.penalties.mmd_penalty` and one optimiser instead of the
@@ -129,7 +131,9 @@ class PortStep:
     def __init__(self, cfg: TrainConfig, dataset: tf.data.Dataset, compiled: bool) -> None:
         seed_everything(cfg.seed)
         self.cfg = cfg
-        self.models = build_models(cfg)  # the same networks as (a); the post's sigmoid is in the loss
+        # The same networks as (a), with the layers Keras ships (stock BatchNormalization, which (a)
+        # trains with TensorFlow's fused kernel); the post's final sigmoid is in the loss.
+        self.models = build_models(cfg, fused_batch_norm=False)
         self.batches = iter(dataset)
         self.ae_vars = self.models.encoder.trainable_variables + self.models.decoder.trainable_variables
         self.ae_opt = keras.optimizers.Adam(cfg.lr, beta_1=cfg.adam_beta1)

@@ -20,7 +20,7 @@ from wae import tracking
 from wae.atomic import atomic_path, save_keras, write_json, write_text
 from wae.config import Params
 from wae.data import load_prepared
-from wae.models import MODEL_INFO, model_info
+from wae.models import MODEL_INFO, model_info, portable_models
 from wae.training import WAETrainer, seed_everything
 
 DATA = REPO / "data/prepared/mnist.npz"
@@ -91,17 +91,17 @@ def main() -> None:
             )
 
         trainer.fit(CHECKPOINTS, fingerprint, on_epoch_end=on_epoch_end)
+        nets = portable_models(trainer.models)  # stock Keras layers: loads without this package
 
         examples = (splits.x_val if len(splits.x_val) else splits.x_train)[:8].astype("float32") / 255.0
-        tracking.log_keras_model(trainer.models.encoder, "encoder", examples)
-        codes = trainer.models.encoder.predict(examples, verbose=0)
-        decoder_uri = tracking.log_keras_model(trainer.models.decoder, "decoder", codes)
+        tracking.log_keras_model(nets.encoder, "encoder", examples)
+        codes = nets.encoder.predict(examples, verbose=0)
+        decoder_uri = tracking.log_keras_model(nets.decoder, "decoder", codes)
         version = tracking.register_model(decoder_uri, p.mlflow.registered_model_name, p.mlflow.model_alias)
         tracking.log_artifact(HISTORY, "train")
         tracking.log_dict(model_info(cfg), f"train/{MODEL_INFO}")
         tracking.set_tags({"decoder.registered": f"{p.mlflow.registered_model_name}/{version}"})
         # Written last, in one rename: a failure above leaves no model behind.
-        nets = trainer.models
         with atomic_path(MODELS) as folder:
             folder.mkdir()
             save_keras(folder / "encoder.keras", nets.encoder)

@@ -23,6 +23,7 @@ from keras import layers
 
 from wae.config import TrainConfig
 from wae.errors import WAEError
+from wae.layers import FusedBatchNormalization, portable
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -34,7 +35,7 @@ class WAEModels:
     discriminator: keras.Model | None  # only for the gan penalty
 
 
-def _small(latent_dim: int) -> tuple[keras.Model, keras.Model]:
+def _small(latent_dim: int, batch_norm: type[layers.Layer]) -> tuple[keras.Model, keras.Model]:
     encoder = keras.Sequential(
         [
             keras.Input(IMAGE_SHAPE),
@@ -61,18 +62,18 @@ def _small(latent_dim: int) -> tuple[keras.Model, keras.Model]:
     return encoder, decoder
 
 
-def _post(latent_dim: int) -> tuple[keras.Model, keras.Model]:
+def _post(latent_dim: int, batch_norm: type[layers.Layer]) -> tuple[keras.Model, keras.Model]:
     encoder = keras.Sequential(
         [
             keras.Input(IMAGE_SHAPE),
             layers.Conv2D(64, 2),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.LeakyReLU(),
             layers.Conv2D(32, 3),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.LeakyReLU(),
             layers.Conv2D(32, 3),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.LeakyReLU(),
             layers.Flatten(),
             layers.Dense(32, activation="relu"),
@@ -98,12 +99,12 @@ def _post(latent_dim: int) -> tuple[keras.Model, keras.Model]:
     return encoder, decoder
 
 
-def _paper(latent_dim: int) -> tuple[keras.Model, keras.Model]:
+def _paper(latent_dim: int, batch_norm: type[layers.Layer]) -> tuple[keras.Model, keras.Model]:
     encoder_layers: list[layers.Layer] = [keras.Input(IMAGE_SHAPE)]
     for filters in (128, 256, 512, 1024):
         encoder_layers += [
             layers.Conv2D(filters, 4, strides=2, padding="same"),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.ReLU(),
         ]
     encoder = keras.Sequential(
@@ -114,13 +115,13 @@ def _paper(latent_dim: int) -> tuple[keras.Model, keras.Model]:
             keras.Input((latent_dim,)),
             layers.Dense(7 * 7 * 1024),
             layers.Reshape((7, 7, 1024)),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.ReLU(),
             layers.Conv2DTranspose(512, 4, strides=2, padding="same"),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.ReLU(),
             layers.Conv2DTranspose(256, 4, strides=2, padding="same"),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.ReLU(),
             layers.Conv2DTranspose(1, 4, strides=1, padding="same", activation="sigmoid", dtype="float32"),
         ],
@@ -142,13 +143,28 @@ def _discriminator(architecture: str, latent_dim: int) -> keras.Model:
 _BUILDERS = {"small": _small, "post": _post, "paper": _paper}
 
 
-def build_models(config: TrainConfig) -> WAEModels:
-    """Fresh, randomly initialised networks (seed them first for reproducible weights)."""
-    encoder, decoder = _BUILDERS[config.architecture](config.latent_dim)
+def build_models(config: TrainConfig, fused_batch_norm: bool = True) -> WAEModels:
+    """Fresh, randomly initialised networks (seed them first for reproducible weights).
+
+    `fused_batch_norm` trains batch norm with TensorFlow's fused kernel (`wae.layers`): the same
+    layer and maths as `keras.layers.BatchNormalization`, which `False` gives.
+    """
+    batch_norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
+    encoder, decoder = _BUILDERS[config.architecture](config.latent_dim, batch_norm)
     discriminator = (
         _discriminator(config.architecture, config.latent_dim) if config.penalty == "gan" else None
     )
     return WAEModels(encoder, decoder, discriminator)
+
+
+def portable_models(models: WAEModels) -> WAEModels:
+    """The trained networks with stock Keras layers only: what is saved and logged."""
+    discriminator = models.discriminator
+    return WAEModels(
+        portable(models.encoder),
+        portable(models.decoder),
+        None if discriminator is None else portable(discriminator),
+    )
 
 
 def to_float_images(images: np.ndarray) -> np.ndarray:
