@@ -111,9 +111,13 @@ def comparison_configs(p: Params, architectures: list[str] | None, penalty: str 
 class ProjectStep:
     """(a) The train stage's loop: seed, construct WAETrainer with the config, call fit."""
 
-    def __init__(self, cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray) -> None:
+    def __init__(
+        self, cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, fused_batch_norm: bool
+    ) -> None:
         seed_everything(cfg.seed)
-        self.trainer = WAETrainer(cfg, x_train, x_val)
+        self.trainer = WAETrainer(cfg, x_train, x_val, fused_batch_norm=fused_batch_norm)
+        self.precision = self.trainer.precision  # train.precision as resolved on this machine
+        self.batch_norm = "fused" if fused_batch_norm else "keras"
 
     def run(self, steps: int) -> float:
         self.trainer.fit(progress=False, steps_limit=steps)
@@ -142,6 +146,7 @@ class PortStep:
             self.d_opt = keras.optimizers.Adam(cfg.disc_lr, beta_1=cfg.adam_beta1)
             self.d_opt.build(self.models.discriminator.trainable_variables)
         self.n_traces = 0
+        self.precision, self.batch_norm = "float32", "keras"
         self.compiled = compiled
         self.step = tf.function(self._step) if compiled else self._step
 
@@ -205,16 +210,14 @@ def timed(variant: ProjectStep | PortStep, steps: int) -> tuple[float, float, fl
 
 
 def build_variant(name: str, cfg: TrainConfig, data: dict[str, Any], args: argparse.Namespace):
-    # Each variant starts from Keras' default float32 policy, as a fresh `train` process does.
+    # Each variant starts from Keras' default float32 policy, as a fresh `train` process does;
+    # (a) sets its own from train.precision (--precision overrides it) while building its networks.
     keras.mixed_precision.set_global_policy("float32")
     if name == "a":
-        if args.project_policy:  # an experiment: (a) computing in another dtype policy
-            keras.mixed_precision.set_global_policy(args.project_policy)
-        variant: ProjectStep | PortStep = ProjectStep(cfg, data["x_train"], data["x_val"])
-    else:
-        variant = PortStep(cfg, data["dataset"], compiled=name == "c")
-    keras.mixed_precision.set_global_policy("float32")
-    return variant
+        if args.precision:
+            cfg = dataclasses.replace(cfg, precision=args.precision)
+        return ProjectStep(cfg, data["x_train"], data["x_val"], fused_batch_norm=not args.keras_batch_norm)
+    return PortStep(cfg, data["dataset"], compiled=name == "c")
 
 
 def choose_steps(name: str, variant: ProjectStep | PortStep, args: argparse.Namespace, limit: int) -> int:
@@ -249,6 +252,8 @@ def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argp
         steps = choose_steps(name, variant, args, per_epoch if name == "a" else 10**6)
         results[name] = {
             "label": VARIANTS[name],
+            "precision": variant.precision,
+            "batch_norm": variant.batch_norm,
             "steps": steps,
             "batch_size": batch,
             "warmup_steps": args.warmup,
@@ -302,8 +307,7 @@ def compare(cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, args: argp
             "recon_cost": cfg.recon_cost,
             "steps_per_execution": cfg.steps_per_execution,
             "xla": cfg.xla,
-            "precision": cfg.precision,
-            "project_policy": args.project_policy or "float32",
+            "precision": args.precision or cfg.precision,
         },
         "rss_before_mb": rss_before,
         "port_dataset_rss_mb": port_data_mb,
@@ -393,9 +397,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median counts")
     ap.add_argument("--variants", default="abc", help="which of a, b, c to run (default: all)")
     ap.add_argument(
-        "--project-policy",
-        choices=["mixed_bfloat16"],
-        help="experiment: build (a)'s networks under this Keras dtype policy (train does not, yet)",
+        "--precision",
+        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+        help="override train.precision for (a); (b) and (c) always compute in float32",
+    )
+    ap.add_argument(
+        "--keras-batch-norm",
+        action="store_true",
+        help="(a) trains batch norm with Keras's own layer, as (b) and (c) do, not the fused kernel",
     )
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)

@@ -16,6 +16,8 @@ SCRIPT = REPO / "benchmarks" / "train_step.py"
 
 VARIANT_FIELDS = {
     "label",
+    "precision",
+    "batch_norm",
     "steps",
     "batch_size",
     "warmup_steps",
@@ -69,6 +71,10 @@ def test_benchmark_writes_every_figure_for_both_architectures(tmp_path: Path, mn
         else:
             assert (cfg["penalty"], cfg["batch_size"]) == (default.penalty, default.batch_size)
         assert set(comp["variants"]) == {"a", "b", "c"}
+        # (b) and (c) are the plain ports: float32, Keras's own batch-norm layer; (a) is the train stage's
+        assert [comp["variants"][n]["batch_norm"] for n in "abc"] == ["fused", "keras", "keras"]
+        assert comp["variants"]["b"]["precision"] == comp["variants"]["c"]["precision"] == "float32"
+        assert comp["variants"]["a"]["precision"] in {"float32", "mixed_bfloat16"}
         for name, v in comp["variants"].items():
             assert set(v) >= VARIANT_FIELDS, name
             assert v["batch_size"] == cfg["batch_size"]  # one batch size within a comparison

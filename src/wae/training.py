@@ -124,7 +124,13 @@ class _StopFlag:
 class WAETrainer:
     """Trains a WAE on uint8 images held in memory. One instance per run."""
 
-    def __init__(self, config: TrainConfig, x_train: np.ndarray, x_val: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        x_train: np.ndarray,
+        x_val: np.ndarray | None = None,
+        fused_batch_norm: bool = True,  # False: Keras's own batch-norm layer (benchmarks compare)
+    ) -> None:
         if x_train.dtype != np.uint8:
             raise WAEError("training images must be uint8 (0..255), as the prepare stage writes them")
         self.config = config
@@ -145,7 +151,7 @@ class WAETrainer:
         self.precision = resolve_precision(config.precision)
         with self.strategy.scope():
             with _dtype_policy(None if self.precision == "float32" else self.precision):
-                self.models = build_models(config)
+                self.models = build_models(config, fused_batch_norm)
             self.ae_optimizer = self._optimizer(config.lr)
             self.ae_variables = (
                 self.models.encoder.trainable_variables + self.models.decoder.trainable_variables
