@@ -57,20 +57,29 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_computes(precision, tol
     np.testing.assert_allclose(got[3], want[3], rtol=tol, atol=tol)  # inference: the stock path
 
 
-def test_saved_networks_hold_stock_layers_and_predict_as_the_trained_ones(tmp_path):
+@pytest.mark.parametrize("architecture, n_batch_norms", [("post", (3, 0)), ("paper", (4, 3))])
+def test_saved_networks_hold_stock_layers_and_predict_as_the_trained_ones(
+    architecture, n_batch_norms, tmp_path
+):
     keras.utils.set_random_seed(0)
-    nets = build_models(POST)
-    x = np.random.default_rng(1).random((32, 28, 28, 1)).astype(np.float32)
-    nets.encoder(x, training=True)  # moves the batch-norm statistics away from their initial values
-    assert any(isinstance(layer, FusedBatchNormalization) for layer in nets.encoder.layers)
-
+    nets = build_models(replace(POST, architecture=architecture))
+    x = np.random.default_rng(1).random((8, 28, 28, 1)).astype(np.float32)
+    z = nets.encoder(x, training=True)  # moves the batch-norm statistics away from their initial values
+    nets.decoder(z, training=True)
     saved = portable_models(nets)
-    save_keras(tmp_path / "encoder.keras", saved.encoder)
-    with zipfile.ZipFile(tmp_path / "encoder.keras") as archive:
-        config = json.loads(archive.read("config.json"))
-    classes = [layer["class_name"] for layer in config["config"]["layers"]]
-    assert classes.count("BatchNormalization") == 3 and "FusedBatchNormalization" not in classes
-    assert all(layer["module"].startswith("keras") for layer in config["config"]["layers"])
 
-    loaded = keras.models.load_model(tmp_path / "encoder.keras", safe_mode=True, compile=False)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), nets.encoder.predict(x, verbose=0), rtol=1e-6)
+    for net, inputs, expected in zip(("encoder", "decoder"), (x, z.numpy()), n_batch_norms, strict=True):
+        trained = getattr(nets, net)
+        fused = sum(isinstance(layer, FusedBatchNormalization) for layer in trained.layers)
+        assert fused == expected, net
+        save_keras(tmp_path / f"{net}.keras", getattr(saved, net))
+        with zipfile.ZipFile(tmp_path / f"{net}.keras") as archive:
+            config = json.loads(archive.read("config.json"))
+        classes = [layer["class_name"] for layer in config["config"]["layers"]]
+        assert classes.count("BatchNormalization") == expected and "FusedBatchNormalization" not in classes
+        assert all(layer["module"].startswith("keras") for layer in config["config"]["layers"])
+
+        loaded = keras.models.load_model(tmp_path / f"{net}.keras", safe_mode=True, compile=False)
+        np.testing.assert_allclose(
+            loaded.predict(inputs, verbose=0), trained.predict(inputs, verbose=0), rtol=1e-5, atol=1e-6
+        )
