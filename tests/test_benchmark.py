@@ -122,3 +122,25 @@ def test_comparisons_are_the_posts_setup_and_the_params_default() -> None:
     assert configs[-1] == p.train or p.train.architecture == "post"
     only = train_step.comparison_configs(p, ["small"], "gan")
     assert [(c.architecture, c.penalty) for c in only] == [("small", "gan")]
+
+
+def test_layer_times_lists_every_layer_of_both_networks(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "layer_times.py"), "--batch-size", "4", "--repeats", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    from wae.config import load_params
+    from wae.models import build_models
+
+    nets = build_models(load_params(REPO / "params.yaml").train)
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip().endswith(" ms")]
+    assert [r[0] for r in rows] == ["encoder"] * len(nets.encoder.layers) + ["decoder"] * len(
+        nets.decoder.layers
+    )
+    assert all(float(r[-2]) > 0 for r in rows)
+    assert "ms per step" in done.stdout

@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_factors": [],
     },
     # Tolstikhin et al. (2018), MNIST: config_mnist of tolstikhin/wae, with the MMD penalty.
-    # GPU-sized: about 10 minutes per epoch (17 hours in all) on a 2-core CPU.
+    # GPU-sized: about 9 minutes per epoch (15 hours in all) on a 2-core CPU.
     "paper": {
         "architecture": "paper",
         "latent_dim": 8,
