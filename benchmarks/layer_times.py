@@ -6,7 +6,7 @@ the layer's input and weights) on a batch of the shapes that layer sees in train
 to a training step's cost without the optimiser updates and the penalty.
 
     python benchmarks/layer_times.py                      # params.yaml's architecture and precision
-    python benchmarks/layer_times.py --architecture post --batch-size 218
+    python benchmarks/layer_times.py --architecture post     # the post's setup, as make bench compares it
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import tensorflow as tf
+from train_step import comparison_configs  # this folder's benchmark, beside this script
 
 from wae.config import load_params
 from wae.models import build_models
@@ -60,17 +61,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30, help="passes per timed block")
     args = ap.parse_args()
 
-    cfg = load_params(args.params).train
-    overrides = {
-        "architecture": args.architecture,
-        "batch_size": args.batch_size,
-        "precision": args.precision,
-    }
+    # The networks the benchmark compares: `post` in the post's setup, others with params.yaml's.
+    p = load_params(args.params)
+    (cfg,) = comparison_configs(p, [args.architecture or p.train.architecture], None)
+    overrides = {"batch_size": args.batch_size, "precision": args.precision}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    if cfg.architecture == "post" and args.architecture:
-        cfg = dataclasses.replace(cfg, latent_dim=1)  # the post's latent size
     precision = resolve_precision(cfg.precision)
-    keras.mixed_precision.set_global_policy("float32" if precision == "float32" else precision)
+    keras.mixed_precision.set_global_policy(precision)
     nets = build_models(cfg)
 
     print(f"{cfg.architecture}, batch {cfg.batch_size}, {precision}: forward + backward per layer")
