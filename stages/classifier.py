@@ -1,7 +1,7 @@
 """DVC stage `classifier`: train the judge that `evaluate` scores generated digits with.
 
-Reads `classifier` from params.yaml and data/prepared/mnist.npz; writes models/classifier.keras
-and reports/classifier/metrics.json (test accuracy; the features are only trusted above 98.5%).
+Reads `classifier` from params.yaml and the prepared split; writes the model (--model) and its test
+accuracy (--metrics; the features are only trusted above 98.5%).
 Depends on the data and its own params only, so retraining the WAE never retrains the judge.
 """
 
@@ -11,35 +11,35 @@ import sys
 import time
 
 import tensorflow as tf
-from common import REPO, params, run
+from common import params, paths, run
 
 from wae.atomic import save_keras, write_json
 from wae.classifier import train_classifier
 from wae.data import load_prepared
 
-DATA = REPO / "data/prepared/mnist.npz"
-MODEL = REPO / "models/classifier.keras"
-METRICS = REPO / "reports/classifier/metrics.json"
 MIN_ACCURACY = 0.985
 
 
 def main() -> None:
+    files = paths(
+        __doc__, prepared="the prepared split", model="the classifier (.keras)", metrics="its scores"
+    )
     config = params().classifier
-    splits = load_prepared(DATA)
+    splits = load_prepared(files.prepared)
     tf.config.experimental.enable_op_determinism()  # with the seed: identical weights on every run
     started = time.perf_counter()
     result = train_classifier(
         config, splits.x_train, splits.y_train, splits.x_test, splits.y_test, splits.x_val, splits.y_val
     )
     seconds = time.perf_counter() - started
-    save_keras(MODEL, result.model)
+    save_keras(files.model, result.model)
     metrics = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss}
     if result.val_accuracy is not None:
         metrics["val_accuracy"] = result.val_accuracy
-    write_json(METRICS, metrics)
+    write_json(files.metrics, metrics)
     print(
         f"classifier: test accuracy {result.test_accuracy:.4f} after {config.epochs} epochs "
-        f"({seconds:.0f} s) -> {MODEL}"
+        f"({seconds:.0f} s) -> {files.model}"
     )
     if result.test_accuracy < MIN_ACCURACY:
         print(

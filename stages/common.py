@@ -1,7 +1,8 @@
-"""What every stage shares: the project root, validated params, and clean failure."""
+"""What every stage shares: its file arguments, validated params, the project root, and clean failure."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -25,6 +26,15 @@ def project_root() -> Path:
 
 def params() -> Params:
     return load_params(REPO / "params.yaml")
+
+
+def paths(description: str, **names: str) -> argparse.Namespace:
+    """The stage's files, each a required `--name PATH` that dvc.yaml passes (paths are written once,
+    in dvc.yaml's `vars`). `names` maps each argument to what it holds, for `--help`."""
+    parser = argparse.ArgumentParser(description=description)
+    for name, meaning in names.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, help=meaning)
+    return parser.parse_args()
 
 
 def run(main: Callable[[], None]) -> None:

@@ -1,8 +1,9 @@
 """DVC stage `train`: fit the WAE on the prepared digits, as one MLflow run.
 
-Writes models/wae/ (encoder, decoder, [discriminator], model_info.json, mlflow_run.json) and
-reports/train/history.csv. Checkpoints go to checkpoints/train/ after every epoch and on
-Ctrl-C/SIGTERM; rerunning with the same params and data resumes from them.
+Reads the prepared split (--prepared); writes the model folder (--models: encoder, decoder,
+[discriminator], model_info.json, mlflow_run.json) and the per-epoch history (--history, CSV).
+Checkpoints go to --checkpoints after every epoch and on Ctrl-C/SIGTERM; rerunning with the same
+params and data resumes from them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-from common import REPO, params, project_root, run
+from common import REPO, params, paths, project_root, run
 
 from wae import tracking
 from wae.atomic import atomic_path, save_keras, write_json, write_text
@@ -22,11 +23,6 @@ from wae.config import Params
 from wae.data import load_prepared
 from wae.models import MODEL_INFO, model_info, portable_models
 from wae.training import WAETrainer, seed_everything
-
-DATA = REPO / "data/prepared/mnist.npz"
-MODELS = REPO / "models/wae"
-HISTORY = REPO / "reports/train/history.csv"
-CHECKPOINTS = REPO / "checkpoints/train"
 
 
 def file_digest(path: Path) -> str:
@@ -63,10 +59,17 @@ def reproduce_command(tags: dict[str, str], run_id: str) -> str:
 
 
 def main() -> None:
+    files = paths(
+        __doc__,
+        prepared="the prepared split",
+        models="folder of the trained networks",
+        history="per-epoch losses (CSV)",
+        checkpoints="folder of the resumable checkpoint",
+    )
     p = params()
     cfg = p.train
-    splits = load_prepared(DATA)
-    data_digest = file_digest(DATA)
+    splits = load_prepared(files.prepared)
+    data_digest = file_digest(files.prepared)
     fingerprint = checkpoint_fingerprint(p, data_digest)
     root = project_root()
 
@@ -82,7 +85,7 @@ def main() -> None:
         def on_epoch_end(row: dict) -> None:
             rows.append(row)
             tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-            write_text(HISTORY, pd.DataFrame(rows).to_csv(index=False))
+            write_text(files.history, pd.DataFrame(rows).to_csv(index=False))
             print(
                 f"epoch {row['epoch']}/{cfg.epochs}: recon {row['train_recon']:.4f} "
                 f"penalty {row['train_penalty']:.4f} val_recon {row.get('val_recon', float('nan')):.4f} "
@@ -90,7 +93,7 @@ def main() -> None:
                 flush=True,
             )
 
-        trainer.fit(CHECKPOINTS, fingerprint, on_epoch_end=on_epoch_end)
+        trainer.fit(files.checkpoints, fingerprint, on_epoch_end=on_epoch_end)
         nets = portable_models(trainer.models)  # stock Keras layers: loads without this package
 
         examples = (splits.x_val if len(splits.x_val) else splits.x_train)[:8].astype("float32") / 255.0
@@ -98,11 +101,11 @@ def main() -> None:
         codes = nets.encoder.predict(examples, verbose=0)
         decoder_uri = tracking.log_keras_model(nets.decoder, "decoder", codes)
         version = tracking.register_model(decoder_uri, p.mlflow.registered_model_name, p.mlflow.model_alias)
-        tracking.log_artifact(HISTORY, "train")
+        tracking.log_artifact(files.history, "train")
         tracking.log_dict(model_info(cfg), f"train/{MODEL_INFO}")
         tracking.set_tags({"decoder.registered": f"{p.mlflow.registered_model_name}/{version}"})
         # Written last, in one rename: a failure above leaves no model behind.
-        with atomic_path(MODELS) as folder:
+        with atomic_path(files.models) as folder:
             folder.mkdir()
             save_keras(folder / "encoder.keras", nets.encoder)
             save_keras(folder / "decoder.keras", nets.decoder)
@@ -113,7 +116,7 @@ def main() -> None:
 
         print(f"trained {cfg.architecture}/{cfg.penalty}: MLflow run {run_id}, decoder version {version}")
     # Finished: the checkpoint has served its purpose (a forced rerun starts afresh).
-    shutil.rmtree(CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(files.checkpoints, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,23 @@ def project_env(data_home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def stage_command(name: str, root: Path = REPO) -> list[str]:
+    """The command dvc.yaml runs for a stage, with its `${paths...}` filled in from dvc.yaml's vars."""
+    import re
+    import shlex
+
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    variables = {k: v for entry in dvc_yaml.get("vars", []) for k, v in entry.items()}
+
+    def lookup(match: re.Match[str]) -> str:
+        value: Any = variables
+        for part in match.group(1).split("."):
+            value = value[part]
+        return str(value)
+
+    return shlex.split(re.sub(r"\$\{([^}]+)\}", lookup, dvc_yaml["stages"][name]["cmd"]))
+
+
 def sh(
     args: list[str] | str, cwd: Path, env: Mapping[str, str], timeout: float = 600, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from project import stage_command
 
 from wae import data
 
@@ -54,7 +55,12 @@ def set_data_params(repo: Path, **values: object) -> None:
 def run_prepare(repo: Path, data_home: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WAE_DATA_HOME": str(data_home), "CI": "1", **env_vars}
     return subprocess.run(
-        [sys.executable, "stages/prepare.py"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, *stage_command("prepare")[1:]],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from project import REPO, sh, write_params
+from project import REPO, sh, stage_command, write_params
 
 from wae.atomic import atomic_path, write_text
 from wae.config import ConfigError, load_params, params_from_dict
@@ -59,15 +59,54 @@ def weights(root: Path) -> list[np.ndarray]:
 )
 def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(section, key, value, named):
     with pytest.raises(ConfigError, match="expected") as err:
-        params_from_dict({section: {key: value}})
+        params_from_dict(shipped_with({section: {key: value}}))
     assert named in str(err.value)
+
+
+def shipped_with(overrides: dict) -> dict:
+    """The shipped params.yaml with some keys changed."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    return params
 
 
 def test_a_typo_in_a_key_suggests_the_closest_valid_key():
     with pytest.raises(ConfigError, match=r"unknown key train\.lamda; did you mean train\.lambda\?"):
-        params_from_dict({"train": {"lamda": 5}})
+        params_from_dict(shipped_with({"train": {"lamda": 5}}))
     with pytest.raises(ConfigError, match="unknown key trian; did you mean train"):
-        params_from_dict({"trian": {}})
+        params_from_dict(shipped_with({"trian": {}}))
+
+
+def test_the_library_defaults_are_the_shipped_params():
+    # The dataclass defaults serve code that builds a config by hand: they must not drift from params.yaml.
+    from wae.config import Params
+
+    assert load_params(REPO / "params.yaml") == Params()
+
+
+def test_a_missing_key_is_named_with_the_line_to_add():
+    params = shipped_with({})
+    del params["train"]["lambda"], params["sample"]["seed"]
+    with pytest.raises(ConfigError) as err:
+        params_from_dict(params)
+    message = str(err.value)
+    assert "missing train.lambda, sample.seed" in message
+    assert "  train:\n    lambda: 3.0" in message and "  sample:\n    seed: 1" in message
+
+
+def test_sizes_that_cannot_fit_in_memory_are_named_before_any_work():
+    with pytest.raises(ConfigError, match=r"sample\.n_samples = 100000000 needs about \d+ GiB"):
+        params_from_dict(shipped_with({"sample": {"n_samples": 10**8}}))
+    with pytest.raises(ConfigError, match=r"train\.latent_dim = 1000000000 needs about"):
+        params_from_dict(shipped_with({"train": {"latent_dim": 10**9}}))
+    # The same batch fits a bigger machine: the bound is this machine's memory.
+    big = shipped_with({"train": {"batch_size": 20000}})
+    with pytest.raises(
+        ConfigError, match=r"train\.batch_size = 20000 needs about \d+ GiB .* this machine's 8 GiB"
+    ):
+        params_from_dict(big, memory_bytes=8 * 2**30)
+    assert params_from_dict(big, memory_bytes=2**50).train.batch_size == 20000
 
 
 def test_params_are_read_with_a_safe_yaml_loader(tmp_path):
@@ -87,13 +126,42 @@ def test_the_shipped_params_and_every_preset_are_valid():
         params_from_dict({**params, "train": {**params["train"], **preset}})
 
 
-def test_bad_params_fail_the_pipeline_before_any_work_and_leave_nothing(tiny_project):
+def _drop_train_lambda(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.strip().startswith("lambda:"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (
+            lambda text: text.replace("lambda:", "lamda:"),
+            "unknown key train.lamda; did you mean train.lambda?",
+        ),
+        (_drop_train_lambda, "missing train.lambda"),
+        (lambda text: "", "the file is empty"),
+        (lambda text: text.replace("classifier:", "classifier: fast\nold_classifier:"), "classifier must be"),
+        (
+            lambda text: text.replace("n_samples: 300", "n_samples: 300000000", 1),
+            "sample.n_samples = 300000000",
+        ),
+    ],
+    ids=["extra key", "missing key", "empty file", "section not a mapping", "too big for memory"],
+)
+def test_bad_params_fail_the_pipeline_before_any_work_and_leave_nothing(tiny_project, edit, says):
     root, env = tiny_project
-    write_params(root, {"train": {"lamda": 5.0}})
+    params = root / "params.yaml"
+    params.write_text(edit(params.read_text()))
     result = sh(["dvc", "repro"], root, env, check=False)
     assert result.returncode != 0
-    assert "did you mean train.lambda?" in result.stderr + result.stdout
-    assert not (root / "data").exists() and not (root / "models").exists()
+    if "empty" in says:  # DVC reads the file first, and names the keys its first stage lacks
+        assert re.search(r"Parameters '(data\.\w+(, )?){4}' are missing from 'params.yaml'", result.stderr)
+    else:
+        assert says in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    # The stage itself, as DVC runs it, says what is wrong and exits 2.
+    stage = sh(stage_command("prepare"), root, env, check=False)
+    assert stage.returncode == 2 and says in stage.stderr and "Traceback" not in stage.stderr
+    assert not (root / "data").exists() and not (root / "models").exists() and not (root / "reports").exists()
     assert runs(root) == []
 
 
@@ -101,7 +169,7 @@ def test_a_bad_train_param_creates_no_mlflow_run(tiny_project):
     root, env = tiny_project
     sh(["dvc", "repro", "prepare"], root, env)
     write_params(root, {"train": {"learning_rate": 0.1}})
-    result = sh(["python", "stages/train.py"], root, env, check=False)
+    result = sh(stage_command("train"), root, env, check=False)
     assert result.returncode == 2
     assert "unknown key train.learning_rate" in result.stderr
     assert "Traceback" not in result.stderr
@@ -200,7 +268,7 @@ def test_sigterm_to_the_train_stage_saves_a_checkpoint_and_a_rerun_resumes_it(ti
     root, env = tiny_project
     sh(["dvc", "repro", "prepare"], root, env)
     write_params(root, {"train": {"epochs": 3, "steps_per_execution": 1}})
-    process = start(["python", "stages/train.py"], root, env)
+    process = start(stage_command("train"), root, env)
     wait_for_line(process, r"epoch 1/3", timeout=300)
     process.send_signal(signal.SIGTERM)
     rest = process.communicate(timeout=60)[0]
@@ -210,7 +278,7 @@ def test_sigterm_to_the_train_stage_saves_a_checkpoint_and_a_rerun_resumes_it(ti
     state = json.loads((root / "checkpoints/train/state.json").read_text())
     assert state["epoch"] >= 1
 
-    resumed = sh(["python", "stages/train.py"], root, env)
+    resumed = sh(stage_command("train"), root, env)
     assert "resuming" in resumed.stdout
     history = (root / "reports/train/history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]

@@ -1,8 +1,13 @@
 """Typed, validated settings: `params.yaml` is read once into a `Params` object.
 
-Every key is typed and range-checked before any stage does work. A bad value fails with a
-`ConfigError` that names the key, the value and what is allowed; an unknown key (a typo such
-as `train.lamda`) is rejected with the closest valid key suggested.
+params.yaml is the one source of truth: it must hold every key, and nothing else. Every key is
+typed and range-checked before any stage does work. A bad value fails with a `ConfigError` that
+names the key, the value and what is allowed; an unknown key (a typo such as `train.lamda`) is
+rejected with the closest valid key suggested; a missing key is named with the line to add; a
+size that cannot fit in this machine's memory is named before it ends in an out-of-memory crash.
+
+The dataclass defaults below equal the shipped params.yaml (a test holds them together): they
+serve code that builds a config by hand (tests, benchmarks), never the pipeline.
 """
 
 from __future__ import annotations
@@ -287,10 +292,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 
 def _build_section(cls: type, section: str, raw: Any) -> Any:
-    if raw is None:
-        raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"params: {section} must be a mapping of keys to values, got {raw!r}")
+        keys = ", ".join(f"{section}.{_yaml_key(f.name)}" for f in dataclasses.fields(cls))
+        raise ConfigError(f"params: {section} must be a mapping of its keys ({keys}), got {raw!r}")
     fields = {_yaml_key(f.name): f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values = {}
@@ -304,10 +308,41 @@ def _build_section(cls: type, section: str, raw: Any) -> Any:
     return config
 
 
-def params_from_dict(raw: Any) -> Params:
-    """Validate a parsed params mapping (missing keys take their defaults)."""
+def _missing_keys(raw: dict[str, Any]) -> list[str]:
+    """`section.key` of every setting that `raw` lacks (a whole missing section lists all its keys)."""
+    defaults = to_dict(Params())
+    return [
+        f"{section}.{key}"
+        for section, values in defaults.items()
+        for key in values
+        if not isinstance(raw.get(section), dict) or key not in raw[section]
+    ]
+
+
+def _missing_error(missing: list[str]) -> ConfigError:
+    defaults = to_dict(Params())
+    lines = []
+    for section in defaults:
+        keys = [m.split(".", 1)[1] for m in missing if m.startswith(f"{section}.")]
+        if keys:
+            lines.append(f"  {section}:")
+            lines += [f"    {key}: {json.dumps(defaults[section][key])}" for key in keys]
+    return ConfigError(
+        f"params: missing {', '.join(missing)}; params.yaml must set every key. Add (shipped values):\n"
+        + "\n".join(lines)
+    )
+
+
+def params_from_dict(raw: Any, memory_bytes: int | None = None) -> Params:
+    """Validate a parsed params mapping: every section and key present, none unknown, all in range.
+
+    `memory_bytes` (default: this machine's memory) bounds the sizes that must fit in memory.
+    """
     if raw is None:
-        raw = {}
+        raise ConfigError(
+            f"params: the file is empty; it must hold the sections {', '.join(to_dict(Params()))} "
+            "with every key (the shipped params.yaml lists them: `git checkout params.yaml`)"
+        )
     if not isinstance(raw, dict):
         raise ConfigError("params: the file must hold a mapping of sections (data, train, ...)")
     sections = {f.name: f for f in dataclasses.fields(Params)}
@@ -317,11 +352,56 @@ def params_from_dict(raw: Any) -> Params:
         if name not in sections:
             raise _unknown_key(str(name), list(sections))
         built[name] = _build_section(hints[name], name, value)
-    return Params(**built)
+    missing = _missing_keys(raw)
+    if missing:
+        raise _missing_error(missing)
+    params = Params(**built)
+    check_fits_in_memory(params, memory_bytes if memory_bytes is not None else machine_memory())
+    return params
+
+
+# --- What must fit in memory ------------------------------------------------------------------
+
+IMAGE_BYTES = 28 * 28 * 4  # one float32 digit
+# Rough float32 activations kept for the backward pass, per training image (forward + gradients).
+ACTIVATION_BYTES = {"small": 2_000_000, "post": 3_000_000, "paper": 12_000_000}
+KERNEL_MATRICES = 24  # n x n float32 matrices a penalty step may hold (kernels per scale, gradients)
+LATENT_WIDTH = 1024  # widest layer next to the latent code (weights to and from it, with Adam's slots)
+
+
+def machine_memory() -> int:
+    """This machine's physical memory in bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def memory_needs(params: Params) -> dict[str, int]:
+    """Rough bytes each size setting needs on its own: a setting that needs more than the machine
+    has can only end in an out-of-memory crash, so it is refused before any work."""
+    t, s, e = params.train, params.sample, params.evaluate
+    return {
+        "train.batch_size": t.batch_size * ACTIVATION_BYTES[t.architecture]
+        + KERNEL_MATRICES * 4 * t.batch_size**2,
+        "train.latent_dim": 4 * t.latent_dim * (LATENT_WIDTH * 2 * 4 + t.batch_size * 8),
+        "sample.n_samples": 3 * s.n_samples * IMAGE_BYTES,
+        "evaluate.n_samples": 4 * e.n_samples * IMAGE_BYTES,
+        "evaluate.probe_train_size": 4 * e.probe_train_size * IMAGE_BYTES,
+    }
+
+
+def check_fits_in_memory(params: Params, memory_bytes: int) -> None:
+    values = params.flat()
+    for key, needed in memory_needs(params).items():
+        if needed > memory_bytes:
+            raise ConfigError(
+                f"params: {key} = {values[key]} needs about {needed / 2**30:,.0f} GiB of memory, more than "
+                f"this machine's {memory_bytes / 2**30:,.0f} GiB; lower it"
+            )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml with a safe YAML loader."""
+    """Read and validate params.yaml (a safe YAML loader; every key required)."""
     path = Path(path)
     try:
         text = path.read_text()
