@@ -105,8 +105,11 @@ def git_tags(repo: str | Path) -> dict[str, str]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return {}
-    # dvc.lock is rewritten by the very `dvc repro` that is running: it does not make the code dirty.
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock"))
+    # dvc.lock and the committed reports are rewritten by the very `dvc repro` that is running: they do
+    # not make the code dirty.
+    dirty = bool(
+        git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock", ":(exclude)reports")
+    )
     return {"git.commit": commit, "git.dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
 
 
