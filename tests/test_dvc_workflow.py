@@ -55,8 +55,10 @@ def test_a_committed_pipeline_compares_itself_with_an_edit_and_code_changes_reru
     shown = sh(["dvc", "metrics", "diff"], root, env).stdout
     assert "HEAD" in shown and "workspace" in shown and "failed to load" not in shown
 
-    plots = sh(["dvc", "plots", "diff", "--json"], root, env).stdout
-    assert "reports/train/history.csv" in plots and "workspace" in plots and "HEAD" in plots
+    plots = json.loads(sh(["dvc", "plots", "diff", "--json"], root, env).stdout)["data"]
+    (curves,) = plots["Reconstruction cost"]
+    assert set(curves["revisions"]) == {"workspace", "HEAD"}
+    assert {"HEAD", "workspace"} <= {image["revisions"][0] for image in plots["reports/sample/samples.png"]}
 
     table = sh(["dvc", "exp", "show", "--csv", "--no-pager"], root, env).stdout
     assert any(line.startswith("workspace") for line in table.splitlines())
