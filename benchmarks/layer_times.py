@@ -25,8 +25,8 @@ from train_step import comparison_configs  # this folder's benchmark, beside thi
 
 from wae.architectures import ARCHITECTURES
 from wae.config import load_params
+from wae.devices import resolve_precision
 from wae.models import build_models
-from wae.training import resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -101,8 +101,9 @@ def _max_diff(a: list, b: list) -> float:
 def scenario_strategies(mnist_dir: str, out: Path) -> dict:
     """Each penalty 3 epochs x 4 steps under `none` and `mirrored`; cross-strategy resume; XLA."""
     _split_cpu()
+    from wae.checkpoints import Checkpointer
     from wae.config import TrainConfig
-    from wae.training import Checkpointer, WAETrainer
+    from wae.training import WAETrainer
 
     x = _digits(mnist_dir, 400)  # batch 100: 4 steps an epoch
     # Pinned, so that a change of defaults does not move the measured tolerances.

@@ -10,11 +10,12 @@ import pytest
 import tensorflow as tf
 
 from wae import training
+from wae.checkpoints import Checkpointer
 from wae.config import TrainConfig
 from wae.data import load_mnist
 from wae.errors import TrainingInterrupted
 from wae.stopping import StopAfterSteps
-from wae.training import Checkpointer, WAETrainer, moment_matching_loss, seed_everything
+from wae.training import WAETrainer, moment_matching_loss, seed_everything
 
 
 @pytest.fixture(scope="module")

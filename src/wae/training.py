@@ -19,8 +19,6 @@ Design choices that make the loop fast and exactly reproducible:
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import math
 import os
 import sys
@@ -33,15 +31,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from wae.atomic import atomic_path
+from wae.checkpoints import Checkpointer, HistoryRow, Position
 from wae.config import TrainConfig
+from wae.devices import agree_on_overflow, dtype_policy, make_strategy, resolve_precision
 from wae.errors import TrainingDiverged, TrainingInterrupted, WAEError
 from wae.layers import portable
 from wae.models import WAEModels, build_models
 from wae.regularisers import regulariser_class
 from wae.stopping import Stop, StopSignals
-
-HistoryRow = dict[str, float]
 
 # Streams of stateless random draws (< 16): each is keyed by (seed * 16 + stream, step or batch index).
 PRIOR, EVAL_PRIOR, ENCODER_NOISE, REGULARISER, EVAL_REGULARISER = 1, 2, 3, 4, 5
@@ -54,39 +51,6 @@ def seed_everything(seed: int) -> None:
     """Same seed, same weights: seeded Python/NumPy/TF and deterministic TF kernels."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (Intel AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(name: str) -> str:
-    """`auto`: bfloat16 compute where the CPU has it natively (about 2x faster here, same scores),
-    float32 elsewhere (on a GPU, choose mixed_float16 or mixed_bfloat16 explicitly)."""
-    if name != "auto":
-        return name
-    if tf.config.list_physical_devices("GPU"):
-        return "float32"
-    return "mixed_bfloat16" if native_bf16_cpu() else "float32"
-
-
-@functools.cache
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The `train.strategy` of that name, made once per process.
-
-    TensorFlow expects one strategy per program: a second MirroredStrategy in the same process
-    reuses collective ids with other shapes and aborts ("Shape mismatch in the collective instance").
-    """
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()  # the default: one device, no distribution
 
 
 def learning_rate(config: TrainConfig, base: float, steps_per_epoch: int) -> float | object:
@@ -119,15 +83,17 @@ class Player:
     variables: list[tf.Variable]
     optimizer: keras.optimizers.Optimizer
 
+    @property
+    def loss_scaling(self) -> bool:  # under mixed_float16 (bfloat16 has float32's range)
+        return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
     def scale(self, loss: tf.Tensor) -> tf.Tensor:
         """The loss to differentiate: scaled up under float16 loss scaling."""
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            return self.optimizer.scale_loss(loss)
-        return loss
+        return self.optimizer.scale_loss(loss) if self.loss_scaling else loss
 
-    def update(self, grads: list[tf.Tensor], float16: bool) -> None:
-        if float16:
-            grads = _agree_on_overflow(grads)
+    def update(self, grads: list[tf.Tensor]) -> None:
+        if self.loss_scaling:
+            grads = agree_on_overflow(grads)
         self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
 
 
@@ -136,16 +102,6 @@ class TrainResult:
     models: WAEModels
     history: list[HistoryRow] = field(default_factory=list)
     resumed_from_epoch: float | None = None
-
-
-@dataclass
-class _Position:
-    """Where training stands: the epoch under way, the steps done in it, and the epochs done."""
-
-    epoch: int = 0
-    offset: int = 0
-    seconds: float = 0.0  # spent in this epoch so far (across interruptions)
-    history: list[HistoryRow] = field(default_factory=list)
 
 
 class WAETrainer:
@@ -181,7 +137,7 @@ class WAETrainer:
         self.precision = resolve_precision(config.precision)
         regulariser = regulariser_class(config.penalty)
         with self.strategy.scope():
-            with _dtype_policy(None if self.precision == "float32" else self.precision):
+            with dtype_policy(None if self.precision == "float32" else self.precision):
                 self.models = build_models(config, stochastic_encoder=regulariser.stochastic_encoder)
                 self.regulariser = regulariser(config, self.models)
             # The adversaries play first, then the auto-encoder (the order of `_game`'s objectives).
@@ -282,7 +238,7 @@ class WAETrainer:
         images, draws = self._replica_share((images, draws))
         losses, grads = self._compiled_game(images, draws, seed)
         for player, player_grads in zip(self.players, grads, strict=True):
-            player.update(player_grads, float16=self.precision == "mixed_float16")
+            player.update(player_grads)
         return losses
 
     def _replica_share(self, batch: object) -> object:
@@ -383,7 +339,7 @@ class WAETrainer:
             loss = moment_matching_loss(codes.z, draws["prior"])
             scaled = self._pretrainer.scale(loss / n_replicas)
         grads = tape.gradient(scaled, self._pretrainer.variables)
-        self._pretrainer.update(grads, float16=self.precision == "mixed_float16")
+        self._pretrainer.update(grads)
         return loss
 
     # ------------------------------------------------------------------ epochs
@@ -424,12 +380,12 @@ class WAETrainer:
                 report(row)
         return TrainResult(self.models, at.history, resumed_from)
 
-    def _start(self, checkpoints: Checkpointer | None) -> tuple[_Position, float | None]:
+    def _start(self, checkpoints: Checkpointer | None) -> tuple[Position, float | None]:
         """Where to start: the checkpoint's position, or a fresh run (after any encoder pre-training)."""
         at = checkpoints.restore() if checkpoints else None
         if at is None:
             self.pretrain_encoder()
-            return _Position(), None
+            return Position(), None
         print(
             f"resuming from the checkpoint in {checkpoints.folder}: epoch {at.epoch + 1}, step {at.offset}",
             flush=True,
@@ -437,7 +393,7 @@ class WAETrainer:
         return at, at.epoch + at.offset / self.steps_per_epoch
 
     def _train_epoch(
-        self, at: _Position, stop: Stop, checkpoints: Checkpointer | None, progress: bool
+        self, at: Position, stop: Stop, checkpoints: Checkpointer | None, progress: bool
     ) -> None:
         """The rest of epoch `at.epoch`, in compiled calls of `steps_per_execution` steps."""
         self.epoch_order.assign(self.epoch_permutation(at.epoch))
@@ -462,7 +418,7 @@ class WAETrainer:
                     self._interrupt(at, reason, checkpoints)
         at.seconds += time.perf_counter() - started
 
-    def _interrupt(self, at: _Position, reason: str, checkpoints: Checkpointer | None) -> None:
+    def _interrupt(self, at: Position, reason: str, checkpoints: Checkpointer | None) -> None:
         """Save where training stands and stop: rerunning the same command resumes from there."""
         where = ""
         if checkpoints:
@@ -473,7 +429,7 @@ class WAETrainer:
             f"stopped{where}; rerun the same command to resume"
         )
 
-    def _epoch_row(self, at: _Position) -> HistoryRow:
+    def _epoch_row(self, at: Position) -> HistoryRow:
         sums = self.loss_sums.numpy() / self.steps_per_epoch
         return {
             "epoch": at.epoch + 1,
@@ -500,34 +456,6 @@ class WAETrainer:
         )
 
 
-def _agree_on_overflow(grads: list[tf.Tensor]) -> list[tf.Tensor]:
-    """Under loss scaling, make a float16 overflow on any replica an overflow on every replica.
-
-    Keras' LossScaleOptimizer decides to skip a step (and halve the scale) from the first replica's
-    own gradients, before they are summed: an overflow on another replica alone would reach the
-    weights as inf. Shared, it makes every replica skip the step together.
-    """
-    context = tf.distribute.get_replica_context()
-    if not grads or context.num_replicas_in_sync == 1:
-        return grads
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-    overflows = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
-    poison = tf.where(overflows > 0, float("nan"), 0.0)  # adding 0.0 leaves finite gradients exact
-    return [g + tf.cast(poison, g.dtype) for g in grads]
-
-
-@contextlib.contextmanager
-def _dtype_policy(name: str | None) -> Iterator[None]:
-    """Keras' dtype policy is global: set it only while this run's networks are built."""
-    previous = keras.mixed_precision.global_policy()
-    if name:
-        keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 def _current_lr(optimizer: keras.optimizers.Optimizer) -> float:
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     lr = inner.learning_rate
@@ -549,48 +477,3 @@ def _progress(enabled: bool, total: int, initial: int, desc: str) -> Iterator[ob
 
     with tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False) as bar:
         yield bar
-
-
-class Checkpointer:
-    """Everything needed to resume exactly: every network and optimiser (a `tf.train.Checkpoint`),
-    the epoch's loss sums, the position and the history.
-
-    A checkpoint is a folder written under a temporary name and renamed, so an interruption
-    during a save leaves the previous checkpoint intact.
-    """
-
-    def __init__(self, trainer: WAETrainer, root: str | Path, fingerprint: str) -> None:
-        self.fingerprint = fingerprint
-        self.folder = Path(root)
-        optimizers = {f"{p.name}_optimizer": p.optimizer for p in trainer.players}
-        self.checkpoint = tf.train.Checkpoint(**trainer.networks(), **optimizers, loss_sums=trainer.loss_sums)
-
-    def save(self, at: _Position) -> None:
-        with atomic_path(self.folder) as tmp:
-            tmp.mkdir()
-            self.checkpoint.write(str(tmp / "variables"))
-            state = {
-                "fingerprint": self.fingerprint,
-                "epoch": at.epoch,
-                "offset": at.offset,
-                "seconds": at.seconds,
-                "history": at.history,
-            }
-            (tmp / "state.json").write_text(json.dumps(state, indent=2))
-
-    def restore(self) -> _Position | None:
-        """Load the checkpoint if it belongs to this fingerprint; return its position, else None."""
-        try:
-            state = json.loads((self.folder / "state.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-        if state.get("fingerprint") != self.fingerprint:
-            return None
-        status = self.checkpoint.read(str(self.folder / "variables"))
-        try:
-            status.assert_existing_objects_matched()
-        except (AssertionError, ValueError) as err:
-            raise WAEError(f"checkpoint {self.folder} does not match the model ({err}); delete it") from None
-        finally:
-            del status
-        return _Position(state["epoch"], state["offset"], state["seconds"], state["history"])
