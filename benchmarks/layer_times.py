@@ -23,9 +23,10 @@ import keras
 import tensorflow as tf
 from train_step import comparison_configs  # this folder's benchmark, beside this script
 
+from wae.architectures import ARCHITECTURES
 from wae.config import load_params
+from wae.devices import resolve_precision
 from wae.models import build_models
-from wae.training import resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def time_layer(layer: keras.layers.Layer, inputs: tf.Tensor, repeats: int) -> fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
-    ap.add_argument("--architecture", choices=["small", "post", "paper"])
+    ap.add_argument("--architecture", choices=list(ARCHITECTURES))
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     ap.add_argument("--repeats", type=int, default=30, help="passes per timed block")

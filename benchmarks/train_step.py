@@ -4,8 +4,8 @@ In one process, on the same networks, data and batch size, for each comparison:
 
   (a) `project`: `WAETrainer` exactly as the train stage runs it (seeded, in-memory uint8 images
       gathered per batch, `steps_per_execution` steps per compiled call), timed over
-      `fit(progress=False, steps_limit=N)` calls, with the project's networks (batch norm trained
-      by TensorFlow's fused kernel, `wae.layers`);
+      `fit(progress=False, stop=StopAfterSteps(N))` calls, with the project's networks (batch norm
+      trained by TensorFlow's fused kernel, `wae.layers`);
   (b) `eager`: the obvious TF2 port of the reference post's model_fn/input_fn: float32 images from
       `from_tensor_slices(x).shuffle(10000).repeat().batch(B)`, the post's losses (sigmoid
       discriminator, log(p + 1e-6)), two Adam optimisers, the discriminator called separately on
@@ -13,8 +13,9 @@ In one process, on the same networks, data and batch size, for each comparison:
       step per batch;
   (c) `function`: the same step as (b) under a plain `tf.function`, fed by the same pipeline.
 
-With the MMD penalty, (b) and (c) take `wae.penalties.mmd_penalty` and one optimiser instead of the
-post's discriminator. (b) and (c) always compute in float32, as the post does.
+With the MMD penalty, (b) and (c) take `wae.regularisers.mmd.mmd_penalty` and one optimiser instead of
+the post's discriminator (the ports know these two penalties only). (b) and (c) always compute in
+float32, as the post does.
 
 Two comparisons by default: `post` (the post's setup: its networks, latent 1, batch 218, lr 8e-5,
 lambda 0.001, MSE, GAN penalty) and the default architecture with the settings of params.yaml's
@@ -32,7 +33,9 @@ per image is the steadier figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -51,14 +54,17 @@ import numpy as np
 import psutil
 import tensorflow as tf
 
+from wae.architectures import ARCHITECTURES
 from wae.config import Params, TrainConfig, load_params
 from wae.data import load_mnist, load_prepared, prepare, split
-from wae.errors import WAEError
-from wae.models import build_models
-from wae.penalties import mmd_penalty
+from wae.errors import TrainingInterrupted, WAEError
+from wae.models import build_adversary, build_models
+from wae.regularisers.mmd import mmd_penalty
+from wae.stopping import StopAfterSteps
 from wae.training import WAETrainer, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
+BatchNorm = keras.layers.BatchNormalization  # the layer Keras ships, which (b) and (c) train with
 VARIANTS = {
     "a": "project: WAETrainer.fit (uint8 gather, steps_per_execution)",
     "b": "eager: GradientTape port of the post, tf.data float32 pipeline",
@@ -115,14 +121,17 @@ class ProjectStep:
         self, cfg: TrainConfig, x_train: np.ndarray, x_val: np.ndarray, fused_batch_norm: bool
     ) -> None:
         seed_everything(cfg.seed)
-        self.trainer = WAETrainer(cfg, x_train, x_val, fused_batch_norm=fused_batch_norm)
+        models = build_models if fused_batch_norm else functools.partial(build_models, batch_norm=BatchNorm)
+        self.trainer = WAETrainer(cfg, x_train, x_val, build_models=models)
         self.precision = self.trainer.precision  # train.precision as resolved on this machine
         self.batch_norm = "fused" if fused_batch_norm else "keras"
 
     def run(self, steps: int) -> float:
-        self.trainer.fit(progress=False, steps_limit=steps)
+        # Stopped after `steps` steps, as a signal would stop it (no checkpoint folder: nothing saved).
+        with contextlib.suppress(TrainingInterrupted):
+            self.trainer.fit(progress=False, stop=StopAfterSteps(steps))
         # fit starts a fresh epoch: the sums cover this call's steps (reconstruction + lambda * penalty)
-        recon, penalty, _ = self.trainer.loss_sums.numpy() / steps
+        recon, penalty = self.trainer.loss_sums.numpy()[:2] / steps
         return float(recon + self.trainer.config.lambda_ * penalty)
 
     def traces(self) -> int:
@@ -137,14 +146,15 @@ class PortStep:
         self.cfg = cfg
         # The same networks as (a), with the layers Keras ships (stock BatchNormalization, which (a)
         # trains with TensorFlow's fused kernel); the post's final sigmoid is in the loss.
-        self.models = build_models(cfg, fused_batch_norm=False)
+        self.models = build_models(cfg, batch_norm=BatchNorm)
+        self.discriminator = build_adversary(cfg) if cfg.penalty == "gan" else None
         self.batches = iter(dataset)
         self.ae_vars = self.models.encoder.trainable_variables + self.models.decoder.trainable_variables
         self.ae_opt = keras.optimizers.Adam(cfg.lr, beta_1=cfg.adam_beta1)
         self.ae_opt.build(self.ae_vars)
-        if self.models.discriminator is not None:
+        if self.discriminator is not None:
             self.d_opt = keras.optimizers.Adam(cfg.disc_lr, beta_1=cfg.adam_beta1)
-            self.d_opt.build(self.models.discriminator.trainable_variables)
+            self.d_opt.build(self.discriminator.trainable_variables)
         self.n_traces = 0
         self.precision, self.batch_norm = "float32", "keras"
         self.compiled = compiled
@@ -152,7 +162,7 @@ class PortStep:
 
     def _step(self, x: tf.Tensor) -> tf.Tensor:
         self.n_traces += 1  # under tf.function: only while tracing
-        cfg, m, lam = self.cfg, self.models, self.cfg.lambda_
+        cfg, m, d, lam = self.cfg, self.models, self.discriminator, self.cfg.lambda_
         with tf.GradientTape() as ae_tape, tf.GradientTape() as d_tape:
             z = tf.cast(m.encoder(x, training=True), tf.float32)
             x_hat = tf.cast(m.decoder(z, training=True), tf.float32)
@@ -162,17 +172,17 @@ class PortStep:
             )
             recon = cfg.recon_weight * tf.reduce_mean(per_image)
             z_prior = tf.random.normal(tf.shape(z), 0.0, cfg.prior_std)
-            if m.discriminator is None:
+            if d is None:
                 ae_loss = recon + lam * mmd_penalty(z, z_prior, cfg.prior_std)
             else:
-                prior_prob = tf.sigmoid(tf.cast(m.discriminator(z_prior, training=True), tf.float32))
-                encoded_prob = tf.sigmoid(tf.cast(m.discriminator(z, training=True), tf.float32))
+                prior_prob = tf.sigmoid(tf.cast(d(z_prior, training=True), tf.float32))
+                encoded_prob = tf.sigmoid(tf.cast(d(z, training=True), tf.float32))
                 d_loss = lam * -tf.reduce_mean(
                     tf.math.log(prior_prob + 1e-6) + tf.math.log(1.0 - encoded_prob + 1e-6)
                 )
                 ae_loss = recon - lam * tf.reduce_mean(tf.math.log(encoded_prob + 1e-6))
-        if m.discriminator is not None:
-            d_vars = m.discriminator.trainable_variables
+        if d is not None:
+            d_vars = d.trainable_variables
             self.d_opt.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
         self.ae_opt.apply_gradients(zip(ae_tape.gradient(ae_loss, self.ae_vars), self.ae_vars, strict=True))
         return ae_loss
@@ -379,10 +389,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--architecture",
         nargs="+",
-        choices=["small", "post", "paper"],
+        choices=list(ARCHITECTURES),
         help="comparisons to run (default: post and params.yaml's train.architecture)",
     )
-    ap.add_argument("--penalty", choices=["mmd", "gan"], help="override every comparison's penalty")
+    ap.add_argument(
+        "--penalty",
+        choices=["mmd", "gan"],
+        help="override every comparison's penalty (the ports know these two)",
+    )
     ap.add_argument("--batch-size", type=int, help="override every comparison's batch size")
     ap.add_argument("--steps-per-execution", type=int, help="override train.steps_per_execution for (a)")
     ap.add_argument(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) hides the stage's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from collections.abc import Callable
 from pathlib import Path
 
-from wae.config import Params, load_params
+from wae.config import ConfigWarning, Params, load_params
 from wae.errors import TrainingInterrupted, WAEError
 
 # Stages run from the repository root (DVC's wdir); a `dvc exp run --temp` or queued experiment
@@ -25,7 +26,15 @@ def project_root() -> Path:
 
 
 def params() -> Params:
-    return load_params(REPO / "params.yaml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        loaded = load_params(REPO / "params.yaml")
+    for w in caught:  # a setting that has no effect: one line, as errors are printed
+        if issubclass(w.category, ConfigWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return loaded
 
 
 def paths(description: str, **names: str) -> argparse.Namespace:

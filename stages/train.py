@@ -1,9 +1,9 @@
 """DVC stage `train`: fit the WAE on the prepared digits, as one MLflow run.
 
-Reads the prepared split (--prepared); writes the model folder (--models: encoder, decoder,
-[discriminator], model_info.json, mlflow_run.json) and the per-epoch history (--history, CSV).
-Checkpoints go to --checkpoints after every epoch and on Ctrl-C/SIGTERM; rerunning with the same
-params and data resumes from them.
+Reads the prepared split (--prepared); writes the model folder (--models: encoder, decoder, the
+regulariser's adversary if it has one, model_info.json, mlflow_run.json) and the per-epoch history
+(--history, CSV). Checkpoints go to --checkpoints after every epoch and on Ctrl-C/SIGTERM; rerunning
+with the same params and data resumes from them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from wae import tracking
 from wae.atomic import atomic_path, save_keras, write_json, write_text
 from wae.config import Params
 from wae.data import load_prepared
-from wae.models import MODEL_INFO, model_info, portable_models
+from wae.models import MODEL_INFO, model_info
 from wae.training import WAETrainer, seed_everything
 
 
@@ -94,12 +94,12 @@ def main() -> None:
             )
 
         trainer.fit(files.checkpoints, fingerprint, on_epoch_end=on_epoch_end)
-        nets = portable_models(trainer.models)  # stock Keras layers: loads without this package
+        nets = trainer.saved_networks()  # stock Keras layers: loads without this package
 
         examples = (splits.x_val if len(splits.x_val) else splits.x_train)[:8].astype("float32") / 255.0
-        tracking.log_keras_model(nets.encoder, "encoder", examples)
-        codes = nets.encoder.predict(examples, verbose=0)
-        decoder_uri = tracking.log_keras_model(nets.decoder, "decoder", codes)
+        tracking.log_keras_model(nets["encoder"], "encoder", examples)
+        codes = nets["encoder"].predict(examples, verbose=0)
+        decoder_uri = tracking.log_keras_model(nets["decoder"], "decoder", codes)
         version = tracking.register_model(decoder_uri, p.mlflow.registered_model_name, p.mlflow.model_alias)
         tracking.log_artifact(files.history, "train")
         tracking.log_dict(model_info(cfg), f"train/{MODEL_INFO}")
@@ -107,10 +107,8 @@ def main() -> None:
         # Written last, in one rename: a failure above leaves no model behind.
         with atomic_path(files.models) as folder:
             folder.mkdir()
-            save_keras(folder / "encoder.keras", nets.encoder)
-            save_keras(folder / "decoder.keras", nets.decoder)
-            if nets.discriminator is not None:
-                save_keras(folder / "discriminator.keras", nets.discriminator)
+            for name, net in nets.items():
+                save_keras(folder / f"{name}.keras", net)
             write_json(folder / MODEL_INFO, model_info(cfg))
             tracking.write_run_ref(folder / "mlflow_run.json", run_id, root, p.mlflow.experiment_name)
 

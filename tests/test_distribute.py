@@ -14,6 +14,7 @@ measured to JSON, and the tests judge it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -73,14 +74,22 @@ def _train(config, x, **fit_args):
     return trainer, [{k: row[k] for k in LOSSES if k in row} for row in result.history]
 
 
+def _fit_steps(trainer, steps: int) -> None:
+    """Train for a few steps only (stopped as a signal would stop it)."""
+    from wae.errors import TrainingInterrupted
+    from wae.stopping import StopAfterSteps
+
+    with contextlib.suppress(TrainingInterrupted):
+        trainer.fit(progress=False, stop=StopAfterSteps(steps))
+
+
 def _weights(trainer) -> list:
-    nets = [trainer.models.encoder, trainer.models.decoder, trainer.models.discriminator]
-    return [v.numpy() for net in nets if net is not None for v in net.weights]
+    """Every network's weights: the auto-encoder's, then the discriminator's (if any)."""
+    return [v.numpy() for net in trainer.networks().values() for v in net.weights]
 
 
 def _optimizer_state(trainer) -> list:
-    opts = [trainer.ae_optimizer, getattr(trainer, "disc_optimizer", None)]
-    return [v.numpy() for opt in opts if opt is not None for v in opt.variables]
+    return [v.numpy() for player in trainer.players for v in player.optimizer.variables]
 
 
 def _max_diff(a: list, b: list) -> float:
@@ -92,8 +101,9 @@ def _max_diff(a: list, b: list) -> float:
 def scenario_strategies(mnist_dir: str, out: Path) -> dict:
     """Each penalty 3 epochs x 4 steps under `none` and `mirrored`; cross-strategy resume; XLA."""
     _split_cpu()
+    from wae.checkpoints import Checkpointer
     from wae.config import TrainConfig
-    from wae.training import Checkpointer, WAETrainer
+    from wae.training import WAETrainer
 
     x = _digits(mnist_dir, 400)  # batch 100: 4 steps an epoch
     # Pinned, so that a change of defaults does not move the measured tolerances.
@@ -125,7 +135,7 @@ def scenario_strategies(mnist_dir: str, out: Path) -> dict:
     report["gan_bfloat16"] = {
         "replicas": [single.strategy.num_replicas_in_sync, mirrored.strategy.num_replicas_in_sync],
         "compute_dtype": mirrored.models.encoder.layers[0].compute_dtype,
-        "optimizer": type(mirrored.ae_optimizer).__name__,
+        "optimizer": type(mirrored.players[-1].optimizer).__name__,
         "none": single_history,
         "mirrored": mirrored_history,
     }
@@ -172,7 +182,7 @@ def scenario_mixed_precision(mnist_dir: str, out: Path) -> dict:
         trainer = WAETrainer(dataclasses.replace(cfg, strategy=strategy), x)
         policy_after_build = keras.mixed_precision.global_policy().name
         before = _weights(trainer)
-        trainer.fit(progress=False, steps_limit=4)
+        _fit_steps(trainer, 4)
         after = _weights(trainer)
         n_encoder = len(trainer.models.encoder.weights) + len(trainer.models.decoder.weights)
         report[strategy] = {
@@ -180,10 +190,8 @@ def scenario_mixed_precision(mnist_dir: str, out: Path) -> dict:
             "global_policy_after_build": policy_after_build,
             "compute_dtype": trainer.models.encoder.layers[0].compute_dtype,
             "variable_dtype": trainer.models.encoder.layers[0].variable_dtype,
-            "optimizers": [type(trainer.ae_optimizer).__name__, type(trainer.disc_optimizer).__name__],
-            "loss_scales": [
-                float(o.dynamic_scale.numpy()) for o in (trainer.ae_optimizer, trainer.disc_optimizer)
-            ],
+            "optimizers": [type(p.optimizer).__name__ for p in trainer.players],
+            "loss_scales": [float(p.optimizer.dynamic_scale.numpy()) for p in trainer.players],
             "loss_sums": trainer.loss_sums.numpy().tolist(),
             "weights_finite": all(bool(np.isfinite(w).all()) for w in after),
             "autoencoder_moved": _max_diff(before[:n_encoder], after[:n_encoder]) > 0,
@@ -192,22 +200,23 @@ def scenario_mixed_precision(mnist_dir: str, out: Path) -> dict:
     # Float16 gradients that overflow on the second replica only: every replica must skip the step.
     seed_everything(cfg.seed)
     trainer = WAETrainer(dataclasses.replace(cfg, strategy="mirrored"), x)
-    gradients = trainer._compiled_gradients
+    game = trainer._compiled_game
+    autoencoder = trainer.players[-1]
 
-    def overflow_on_second_replica(images, z_prior):
-        losses, ae_grads, disc_grads = gradients(images, z_prior)
+    def overflow_on_second_replica(images, draws, seed):
+        losses, grads = game(images, draws, seed)
         second = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 1)
-        ae_grads = [tf.where(second, g + float("inf"), g) for g in ae_grads]
-        return losses, ae_grads, disc_grads
+        grads[-1] = [tf.where(second, g + float("inf"), g) for g in grads[-1]]  # the auto-encoder's
+        return losses, grads
 
-    trainer._compiled_gradients = overflow_on_second_replica
+    trainer._compiled_game = overflow_on_second_replica
     before = _weights(trainer)
-    scale_before = float(trainer.ae_optimizer.dynamic_scale.numpy())
-    trainer.fit(progress=False, steps_limit=1)
-    n_ae = len(trainer.ae_variables)
+    scale_before = float(autoencoder.optimizer.dynamic_scale.numpy())
+    _fit_steps(trainer, 1)
+    n_ae = len(trainer.models.encoder.weights) + len(trainer.models.decoder.weights)
     report["one_replica_overflows"] = {
         "autoencoder_unchanged": _max_diff(before[:n_ae], _weights(trainer)[:n_ae]) == 0.0,
-        "scale_halved": float(trainer.ae_optimizer.dynamic_scale.numpy()) == scale_before / 2,
+        "scale_halved": float(autoencoder.optimizer.dynamic_scale.numpy()) == scale_before / 2,
     }
     return report
 

@@ -13,7 +13,7 @@ from wae.classifier import build_classifier
 from wae.config import ConfigError, EvaluateConfig, TrainConfig
 from wae.data import MnistSplits, load_mnist, split
 from wae.models import build_models
-from wae.penalties import MMD_SCALES, mmd_penalty
+from wae.regularisers.mmd import MMD_SCALES, mmd_penalty
 
 # --- Fréchet distance -------------------------------------------------------------------------
 

@@ -98,3 +98,24 @@ def test_changing_only_a_sample_param_reruns_sample_and_evaluate_not_training(re
     after = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(after) == len(before), "no new MLflow run: the same model's run is updated"
     assert the_run(root, client).data.tags["sample.seed"] == "7"
+
+
+def test_a_vae_baseline_is_one_dvc_experiment_away_and_lands_in_mlflow_with_its_scores(repro):
+    """README: `dvc exp run -S train.penalty=kl` retrains (the data and the judge are reused) and records a
+    run whose saved encoder gives the mean code."""
+    root, env, client = repro
+    result = sh(["dvc", "exp", "run", "-S", "train.penalty=kl"], root, env)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train", "sample", "evaluate"}
+    run = the_run(root, client)
+    assert run.info.status == "FINISHED" and run.data.params["train.penalty"] == "kl"
+    assert run.data.tags["dvc.exp_name"]
+    for score in ("test_recon_mse", "latent_mmd", "sample_fcd", "probe_accuracy"):
+        assert math.isfinite(run.data.metrics[score]), score
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_penalty")] == [1, 2]
+
+    import keras
+
+    encoder = keras.models.load_model(root / "models/wae/encoder.keras", safe_mode=True, compile=False)
+    assert encoder.output_shape == (None, 8)  # the mean code only
+    assert "Data and pipelines are up to date." in sh(["dvc", "status"], root, env).stdout

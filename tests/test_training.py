@@ -1,4 +1,5 @@
-"""The training loop: both penalties learn, the step compiles once, a seed fixes the weights."""
+"""The training loop: both WAE penalties learn, the step compiles once, a seed fixes the weights, a
+stopped run resumes to the same weights, and the encoder pre-training of the paper's code."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from wae import training
+from wae.checkpoints import Checkpointer
 from wae.config import TrainConfig
 from wae.data import load_mnist
-from wae.training import Checkpointer, WAETrainer, seed_everything
+from wae.errors import TrainingInterrupted
+from wae.stopping import StopAfterSteps
+from wae.training import WAETrainer, moment_matching_loss, seed_everything
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +46,11 @@ def test_each_penalty_learns_to_reconstruct(digits, penalty):
     assert recon[0] > recon[1] > recon[2], recon
     assert history[-1]["val_recon"] < history[0]["val_recon"]
     assert ("train_disc" in history[0]) == (penalty == "gan")
-    assert (trainer.models.discriminator is not None) == (penalty == "gan")
+    assert list(trainer.networks()) == [
+        "encoder",
+        "decoder",
+        *(["discriminator"] if penalty == "gan" else []),
+    ]
 
 
 def test_the_post_architecture_trains_with_its_linear_decoder_reproducibly(digits):
@@ -68,22 +78,24 @@ def test_one_seed_gives_identical_weights_and_another_seed_does_not(digits):
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
-def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(digits, tmp_path):
-    config = tiny(penalty="gan", epochs=2)
-    straight = train(config, digits).models
+@pytest.mark.parametrize("penalty", ["gan", "swd", "kl"])  # an adversary; random directions; noisy codes
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(digits, tmp_path, penalty):
+    config = tiny(penalty=penalty, epochs=2)
+    straight = train(config, digits).networks()
 
-    # Stop after 27 of the 40 steps (mid-epoch), checkpoint, then resume in a fresh trainer.
+    # Stop after 27 of the 40 steps (mid-epoch, mid-call) as a signal would: it saves a checkpoint.
     seed_everything(config.seed)
     interrupted = WAETrainer(config, digits[:2000], digits[2000:])
-    interrupted.fit(tmp_path, "fp", progress=False, steps_limit=27)
-    Checkpointer(interrupted, tmp_path, "fp").save(1, 7, [], 0.0)
+    with pytest.raises(TrainingInterrupted, match="epoch 2, step 7/20: stopped and saved a checkpoint"):
+        interrupted.fit(tmp_path, "fp", progress=False, stop=StopAfterSteps(27))
     seed_everything(config.seed + 1)  # the resumed run must not depend on the process's seed
     resumed = WAETrainer(config, digits[:2000], digits[2000:])
     result = resumed.fit(tmp_path, "fp", progress=False)
     assert result.resumed_from_epoch == pytest.approx(1 + 7 / 20)
-    for net in ("encoder", "decoder", "discriminator"):
-        want, got = getattr(straight, net).get_weights(), getattr(result.models, net).get_weights()
-        assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True)), net
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    for name, net in straight.items():
+        want, got = net.get_weights(), resumed.networks()[name].get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True)), name
 
 
 def test_a_checkpoint_of_other_params_or_data_is_never_resumed(digits, tmp_path):
@@ -92,4 +104,39 @@ def test_a_checkpoint_of_other_params_or_data_is_never_resumed(digits, tmp_path)
     seed_everything(0)
     trainer = WAETrainer(config, digits[:2000], digits[2000:])
     assert Checkpointer(trainer, tmp_path, "params-B").restore() is None
-    assert Checkpointer(trainer, tmp_path, "params-A").restore()["epoch"] == 1
+    assert Checkpointer(trainer, tmp_path, "params-A").restore().epoch == 1
+
+
+def test_the_pre_training_loss_is_the_squared_gap_of_means_and_covariances():
+    """tolstikhin/wae `pretrain_loss`: mean squared gap of the means plus that of the covariances."""
+    rng = np.random.default_rng(0)
+    codes, prior = rng.normal(0.3, 0.5, size=(400, 3)), rng.normal(size=(400, 3))
+    by_hand = np.mean((codes.mean(0) - prior.mean(0)) ** 2) + np.mean(
+        (np.cov(codes.T) - np.cov(prior.T)) ** 2
+    )
+    loss = moment_matching_loss(tf.constant(codes, tf.float32), tf.constant(prior, tf.float32))
+    assert float(loss) == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_encoder_pre_training_moves_the_encoder_of_a_fresh_run_only(digits, tmp_path, capsys, monkeypatch):
+    config = tiny(epochs=1, pretrain_steps=3)
+    seed_everything(config.seed)
+    trainer = WAETrainer(config, digits[:2000], digits[2000:])
+    encoder, decoder = trainer.models.encoder.get_weights(), trainer.models.decoder.get_weights()
+    assert len(trainer.pretrain_encoder()) == 3
+    assert not any(
+        np.array_equal(a, b) for a, b in zip(encoder, trainer.models.encoder.get_weights(), strict=True)
+    )
+    assert all(
+        np.array_equal(a, b) for a, b in zip(decoder, trainer.models.decoder.get_weights(), strict=True)
+    )
+    monkeypatch.setattr(training, "PRETRAIN_TARGET", 10.0)  # reached at once: it stops after one step
+    assert len(trainer.pretrain_encoder()) == 1
+
+    # fit pre-trains a fresh run before its first epoch; a resumed run is not pre-trained again.
+    capsys.readouterr()
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(tmp_path, "fp", progress=False, stop=StopAfterSteps(5))
+    assert "pre-trained the encoder" in capsys.readouterr().out
+    WAETrainer(config, digits[:2000], digits[2000:]).fit(tmp_path, "fp", progress=False)
+    assert "pre-trained" not in capsys.readouterr().out

@@ -19,17 +19,24 @@ import json
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from wae.architectures import ARCHITECTURES
 from wae.errors import WAEError
+from wae.regularisers import IGNORES_LAMBDA, REGULARISERS
 
 
 class ConfigError(WAEError, ValueError):
     """A setting in params.yaml is missing, unknown, mistyped or out of range."""
+
+
+class ConfigWarning(UserWarning):
+    """A setting in params.yaml is valid but has no effect with the others."""
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -43,6 +50,10 @@ def _positive(key: str, value: float) -> None:
 
 def _at_least(key: str, value: float, low: float) -> None:
     _check(value >= low, key, value, f"a number >= {low}")
+
+
+def _one_of(key: str, value: str, registry: dict[str, Any]) -> None:
+    _check(value in registry, key, value, "one of " + ", ".join(repr(name) for name in registry))
 
 
 @dataclass(frozen=True)
@@ -91,11 +102,12 @@ class ClassifierConfig:
 class TrainConfig:
     """The `train` stage: architecture, penalty, optimisation and devices."""
 
-    architecture: Literal["small", "post", "paper"] = "small"
+    architecture: str = "small"  # a name in wae.architectures.ARCHITECTURES
     latent_dim: int = 8
     prior_std: float = 1.0
-    penalty: Literal["mmd", "gan"] = "mmd"
+    penalty: str = "mmd"  # a name in wae.regularisers.REGULARISERS
     lambda_: float = 3.0  # written `lambda` in params.yaml
+    swd_projections: int = 50  # swd: random directions per step
     recon_cost: Literal["l2sq", "mse"] = "l2sq"  # l2sq: squared L2 norm per image; mse: mean per pixel
     recon_weight: float = 0.05
     batch_size: int = 100
@@ -103,30 +115,44 @@ class TrainConfig:
     lr: float = 2e-3
     disc_lr: float = 5e-4
     adam_beta1: float = 0.5
+    adam_epsilon: float = 1e-7  # Keras's default; TensorFlow 1's (the paper's and the post's code) is 1e-8
     lr_schedule: Literal["constant", "piecewise", "cosine"] = "cosine"
     lr_milestones: tuple[int, ...] = ()
     lr_factors: tuple[float, ...] = ()
     seed: int = 0
+    pretrain_steps: int = 0  # encoder pre-training steps before the first epoch (the paper's code: 200)
     steps_per_execution: int = 10
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     xla: bool = False
 
     def validate(self, section: str) -> None:
+        _one_of(f"{section}.architecture", self.architecture, ARCHITECTURES)
         _at_least(f"{section}.latent_dim", self.latent_dim, 1)
         _positive(f"{section}.prior_std", self.prior_std)
+        _one_of(f"{section}.penalty", self.penalty, REGULARISERS)
         _check(
             self.lambda_ >= 0 and math.isfinite(self.lambda_),
             f"{section}.lambda",
             self.lambda_,
             "a finite number >= 0",
         )
+        if self.penalty in IGNORES_LAMBDA and self.lambda_ != 0:
+            warnings.warn(
+                f"params: {section}.lambda = {self.lambda_!r} is ignored: {section}.penalty = "
+                f"{self.penalty!r} has no latent penalty (set {section}.lambda: 0 to say so)",
+                ConfigWarning,
+                stacklevel=2,
+            )
+        _at_least(f"{section}.swd_projections", self.swd_projections, 1)
         _positive(f"{section}.recon_weight", self.recon_weight)
         _at_least(f"{section}.batch_size", self.batch_size, 1)
         _at_least(f"{section}.epochs", self.epochs, 1)
         _positive(f"{section}.lr", self.lr)
         _positive(f"{section}.disc_lr", self.disc_lr)
         _check(0 <= self.adam_beta1 < 1, f"{section}.adam_beta1", self.adam_beta1, "0 <= adam_beta1 < 1")
+        _positive(f"{section}.adam_epsilon", self.adam_epsilon)
+        _at_least(f"{section}.pretrain_steps", self.pretrain_steps, 0)
         _at_least(f"{section}.steps_per_execution", self.steps_per_execution, 1)
         _check(
             len(self.lr_milestones) == len(self.lr_factors),

@@ -1,4 +1,5 @@
-"""A batch-norm layer with TensorFlow's fused kernel, for training the `post` and `paper` networks.
+"""Layers the architectures share: a batch norm with TensorFlow's fused kernel (for training the `post`
+and `paper` networks) and the decoders' image head.
 
 Keras 3's `BatchNormalization` computes batch statistics with `ops.moments` and normalises with
 `ops.batch_normalization`, and it upcasts bfloat16 inputs to float32 first: on a CPU that is a
@@ -52,6 +53,13 @@ class FusedBatchNormalization(layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + batch_variance * (1.0 - momentum))
         return y
+
+
+def image_head(conv: layers.Layer, activation: str) -> list[layers.Layer]:
+    """A decoder's last convolution (to one channel) in the compute dtype, then its activation in
+    float32: images come out as float32, and under bfloat16 the one-channel convolution takes a
+    native kernel (in float32 on bfloat16 activations it cost a quarter of a `small` step)."""
+    return [conv, layers.Activation(activation, dtype="float32")]
 
 
 def _stock_layer(layer: layers.Layer) -> layers.Layer:

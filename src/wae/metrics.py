@@ -110,7 +110,7 @@ def class_entropy(proba: np.ndarray, n_classes: int = 10) -> float:
 def _block_kernel_sum(a: np.ndarray, b: np.ndarray, latent_dim: int, prior_std: float) -> float:
     import tensorflow as tf
 
-    from wae.penalties import imq_kernel_sum
+    from wae.regularisers.mmd import imq_kernel_sum
 
     a, b = tf.constant(a, tf.float64), tf.constant(b, tf.float64)
     a2 = tf.reduce_sum(tf.square(a), axis=1, keepdims=True)
@@ -128,13 +128,13 @@ def _kernel_sum(a: np.ndarray, b: np.ndarray, latent_dim: int, prior_std: float,
 
 
 def mmd(z_encoded: np.ndarray, z_prior: np.ndarray, prior_std: float, chunk: int = MMD_CHUNK) -> float:
-    """The unbiased MMD^2 of `penalties.mmd_penalty` (same kernel, same formula), for large sets.
+    """The unbiased MMD^2 of `regularisers.mmd.mmd_penalty` (same kernel, same formula), for large sets.
 
     The training penalty builds three full n x n kernel matrices in float32; here they are summed
     block by block in float64, so memory stays at chunk^2 and the small difference of large sums
     keeps its digits.
     """
-    from wae.penalties import MMD_SCALES
+    from wae.regularisers.mmd import MMD_SCALES
 
     q = np.asarray(z_encoded, np.float64)
     p = np.asarray(z_prior, np.float64)

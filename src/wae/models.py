@@ -1,14 +1,10 @@
-"""The three networks of a WAE, by architecture, and how to load a trained one back.
+"""A WAE's networks: built from an architecture (`wae.architectures`), encoded and decoded, loaded back.
 
-- `small`: this project's default, sized for a laptop CPU (strided convolutions, no batch norm,
-  a sigmoid output), good digits in minutes.
-- `post`: exactly the networks of the reference blog post (latent 1 by its settings).
-- `paper`: the MNIST setup of Tolstikhin et al. (tolstikhin/wae `config_mnist`), GPU-sized.
-
-Encoders map images in [0, 1] (N x 28 x 28 x 1) to codes; decoders map codes back to images;
-the discriminator maps codes to one logit (the post's final sigmoid is folded into the loss).
-Under a mixed-precision policy codes, images and logits still come out as float32: the encoder's
-and the discriminator's last layers compute in float32, the decoders end in a float32 activation.
+Encoders map images in [0, 1] (N x 28 x 28 x 1) to codes; decoders map codes back to images. An
+encoder is deterministic (images to codes), or stochastic when the regulariser asks for one (the
+VAE's): it then gives a mean and a log-variance, training codes are draws from that Gaussian, and
+the saved encoder gives the mean. Under a mixed-precision policy codes and images still come out as
+float32: the code layers compute in float32, the decoders end in a float32 activation.
 """
 
 from __future__ import annotations
@@ -19,8 +15,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
+from wae.architectures import architecture
 from wae.config import TrainConfig
 from wae.errors import WAEError
 from wae.layers import FusedBatchNormalization, portable
@@ -28,148 +26,105 @@ from wae.layers import FusedBatchNormalization, portable
 IMAGE_SHAPE = (28, 28, 1)
 
 
+@dataclass(frozen=True)
+class Codes:
+    """One encoded batch, float32 N x latent_dim: the codes the decoder sees and where they come from."""
+
+    z: tf.Tensor  # the codes: a stochastic encoder's draws in training, its mean otherwise
+    mean: tf.Tensor  # z itself for a deterministic encoder
+    log_variance: tf.Tensor | None = None  # a stochastic encoder's only
+
+
+def reparametrise(mean: tf.Tensor, log_variance: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """Draws from N(mean, exp(log_variance)) as a differentiable function of standard normal noise."""
+    return mean + tf.exp(0.5 * log_variance) * noise
+
+
 @dataclass
 class WAEModels:
-    encoder: keras.Model
-    decoder: keras.Model
-    discriminator: keras.Model | None  # only for the gan penalty
+    """The auto-encoder: what is trained, saved and sampled."""
+
+    encoder: keras.Model  # images -> codes (a stochastic encoder's mean): saved, scored, sampled with
+    decoder: keras.Model  # codes -> images
+    trained_encoder: keras.Model  # what training runs: `encoder`, or images -> [mean, log-variance]
+    input_noise_std: float = 0.0  # noise on the encoder's training inputs (the architecture's)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.trained_encoder is not self.encoder
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        return self.trained_encoder.trainable_variables + self.decoder.trainable_variables
+
+    def noise(self, n: int, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The random draws `encode` takes in training for n images, from a stateless seed."""
+        noise = {}
+        if self.input_noise_std:
+            shape, fold = [n, *IMAGE_SHAPE], tf.random.experimental.stateless_fold_in(seed, 0)
+            noise["images"] = self.input_noise_std * tf.random.stateless_truncated_normal(shape, seed=fold)
+        if self.stochastic:
+            shape, fold = (
+                [n, self.encoder.output_shape[-1]],
+                tf.random.experimental.stateless_fold_in(seed, 1),
+            )
+            noise["codes"] = tf.random.stateless_normal(shape, seed=fold)
+        return noise
+
+    def encode(self, images: tf.Tensor, training: bool, noise: dict[str, tf.Tensor]) -> Codes:
+        """Codes of images in [0, 1]; with the draws of `noise` in training, without them otherwise."""
+        if "images" in noise:
+            images = images + noise["images"]
+        if not self.stochastic:
+            z = tf.cast(self.trained_encoder(images, training=training), tf.float32)
+            return Codes(z, mean=z)
+        mean, log_variance = (tf.cast(t, tf.float32) for t in self.trained_encoder(images, training=training))
+        z = reparametrise(mean, log_variance, noise["codes"]) if "codes" in noise else mean
+        return Codes(z, mean, log_variance)
 
 
-def _image_head(conv: layers.Layer, activation: str) -> list[layers.Layer]:
-    """A decoder's last convolution (to one channel) in the compute dtype, then its activation in
-    float32: images come out as float32, and under bfloat16 the one-channel convolution takes a
-    native kernel (in float32 on bfloat16 activations it cost a quarter of a `small` step)."""
-    return [conv, layers.Activation(activation, dtype="float32")]
+def _encoders(config: TrainConfig, batch_norm: type, stochastic: bool) -> tuple[keras.Model, keras.Model]:
+    """(the encoder, what training runs): the same network for a deterministic encoder."""
+    arch, latent_dim = architecture(config.architecture), config.latent_dim
+    body = arch.encoder_body(batch_norm)
+    if not stochastic:
+        encoder = keras.Sequential(
+            [keras.Input(IMAGE_SHAPE), *body, arch.code_layer(latent_dim, "code")], name="encoder"
+        )
+        return encoder, encoder
+    images = features = keras.Input(IMAGE_SHAPE)
+    for layer in body:
+        features = layer(features)
+    mean = arch.code_layer(latent_dim, "code_mean")(features)
+    log_variance = arch.code_layer(latent_dim, "code_log_variance")(features)
+    gaussian = keras.Model(images, [mean, log_variance], name="gaussian_encoder")
+    return keras.Model(images, mean, name="encoder"), gaussian
 
 
-def _small(latent_dim: int, batch_norm: type[layers.Layer]) -> tuple[keras.Model, keras.Model]:
-    encoder = keras.Sequential(
-        [
-            keras.Input(IMAGE_SHAPE),
-            layers.Conv2D(32, 4, strides=2, padding="same", activation="relu"),
-            layers.Conv2D(64, 4, strides=2, padding="same", activation="relu"),
-            layers.Flatten(),
-            layers.Dense(256, activation="relu"),
-            layers.Dense(latent_dim, dtype="float32"),
-        ],
-        name="encoder",
-    )
-    decoder = keras.Sequential(
-        [
-            keras.Input((latent_dim,)),
-            layers.Dense(256, activation="relu"),
-            layers.Dense(7 * 7 * 64, activation="relu"),
-            layers.Reshape((7, 7, 64)),
-            layers.Conv2DTranspose(64, 4, strides=2, padding="same", activation="relu"),
-            layers.Conv2DTranspose(32, 4, strides=2, padding="same", activation="relu"),
-            *_image_head(layers.Conv2D(1, 3, padding="same"), "sigmoid"),
-        ],
-        name="decoder",
-    )
-    return encoder, decoder
-
-
-def _post(latent_dim: int, batch_norm: type[layers.Layer]) -> tuple[keras.Model, keras.Model]:
-    encoder = keras.Sequential(
-        [
-            keras.Input(IMAGE_SHAPE),
-            layers.Conv2D(64, 2),
-            batch_norm(),
-            layers.LeakyReLU(),
-            layers.Conv2D(32, 3),
-            batch_norm(),
-            layers.LeakyReLU(),
-            layers.Conv2D(32, 3),
-            batch_norm(),
-            layers.LeakyReLU(),
-            layers.Flatten(),
-            layers.Dense(32, activation="relu"),
-            layers.Dense(16, activation="relu"),
-            layers.Dense(8, activation="relu"),
-            layers.Dense(latent_dim, dtype="float32"),
-        ],
-        name="encoder",
-    )
-    decoder = keras.Sequential(
-        [
-            keras.Input((latent_dim,)),
-            layers.Dense(7 * 7 * 32, activation="relu"),
-            layers.Reshape((7, 7, 32)),
-            layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu"),
-            layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
-            *_image_head(layers.Conv2DTranspose(1, 3, strides=1, padding="same"), "linear"),  # as the post
-        ],
-        name="decoder",
-    )
-    return encoder, decoder
-
-
-def _paper(latent_dim: int, batch_norm: type[layers.Layer]) -> tuple[keras.Model, keras.Model]:
-    encoder_layers: list[layers.Layer] = [keras.Input(IMAGE_SHAPE)]
-    for filters in (128, 256, 512, 1024):
-        encoder_layers += [
-            layers.Conv2D(filters, 4, strides=2, padding="same"),
-            batch_norm(),
-            layers.ReLU(),
-        ]
-    encoder = keras.Sequential(
-        [*encoder_layers, layers.Flatten(), layers.Dense(latent_dim, dtype="float32")], name="encoder"
-    )
-    decoder = keras.Sequential(
-        [
-            keras.Input((latent_dim,)),
-            layers.Dense(7 * 7 * 1024),
-            layers.Reshape((7, 7, 1024)),
-            batch_norm(),
-            layers.ReLU(),
-            layers.Conv2DTranspose(512, 4, strides=2, padding="same"),
-            batch_norm(),
-            layers.ReLU(),
-            layers.Conv2DTranspose(256, 4, strides=2, padding="same"),
-            batch_norm(),
-            layers.ReLU(),
-            *_image_head(layers.Conv2DTranspose(1, 4, strides=1, padding="same"), "sigmoid"),
-        ],
-        name="decoder",
-    )
-    return encoder, decoder
-
-
-def _discriminator(architecture: str, latent_dim: int) -> keras.Model:
-    width, depth = (512, 4) if architecture == "paper" else (128, 4)
-    return keras.Sequential(
-        [keras.Input((latent_dim,))]
-        + [layers.Dense(width, activation="relu") for _ in range(depth)]
-        + [layers.Dense(1, dtype="float32")],  # a logit; float32 even under mixed precision
-        name="discriminator",
-    )
-
-
-_BUILDERS = {"small": _small, "post": _post, "paper": _paper}
-
-
-def build_models(config: TrainConfig, fused_batch_norm: bool = True) -> WAEModels:
+def build_models(
+    config: TrainConfig,
+    stochastic_encoder: bool = False,
+    batch_norm: type[layers.Layer] = FusedBatchNormalization,
+) -> WAEModels:
     """Fresh, randomly initialised networks (seed them first for reproducible weights).
 
-    `fused_batch_norm` trains batch norm with TensorFlow's fused kernel (`wae.layers`): the same
-    layer and maths as `keras.layers.BatchNormalization`, which `False` gives.
+    Batch norm trains with TensorFlow's fused kernel (`wae.layers`): the same layer and maths as
+    `keras.layers.BatchNormalization`, which benchmarks pass to compare.
     """
-    batch_norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
-    encoder, decoder = _BUILDERS[config.architecture](config.latent_dim, batch_norm)
-    discriminator = (
-        _discriminator(config.architecture, config.latent_dim) if config.penalty == "gan" else None
-    )
-    return WAEModels(encoder, decoder, discriminator)
+    encoder, trained_encoder = _encoders(config, batch_norm, stochastic_encoder)
+    arch = architecture(config.architecture)
+    decoder = arch.decoder(config.latent_dim, batch_norm)
+    return WAEModels(encoder, decoder, trained_encoder, arch.input_noise_std)
 
 
-def portable_models(models: WAEModels) -> WAEModels:
-    """The trained networks with stock Keras layers only: what is saved and logged."""
-    discriminator = models.discriminator
-    return WAEModels(
-        portable(models.encoder),
-        portable(models.decoder),
-        None if discriminator is None else portable(discriminator),
-    )
+def build_adversary(config: TrainConfig) -> keras.Model:
+    """The architecture's latent adversary (codes to one logit), for adversarial regularisers."""
+    return architecture(config.architecture).adversary(config.latent_dim)
+
+
+def portable_models(models: WAEModels) -> dict[str, keras.Model]:
+    """The networks that are saved and logged, with stock Keras layers only."""
+    return {"encoder": portable(models.encoder), "decoder": portable(models.decoder)}
 
 
 def to_float_images(images: np.ndarray) -> np.ndarray:

@@ -108,7 +108,15 @@ def git_tags(repo: str | Path) -> dict[str, str]:
     # dvc.lock and the committed reports are rewritten by the very `dvc repro` that is running: they do
     # not make the code dirty.
     dirty = bool(
-        git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock", ":(exclude)reports")
+        git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)dvc.lock",
+            ":(exclude)reports",
+        )
     )
     return {"git.commit": commit, "git.dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
 

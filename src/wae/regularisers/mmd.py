@@ -1,15 +1,12 @@
-"""The two ways a WAE pulls the encoded codes Q_Z towards the prior P_Z.
-
-- `mmd_penalty`: the paper's maximum mean discrepancy with a multi-scale inverse-multiquadratic
-  kernel, unbiased (diagonal terms excluded). Needs no extra network.
-- `gan_losses`: the reference post's adversary in latent space. The post ends its discriminator
-  with a sigmoid and takes logs with a 1e-6 fudge; here the sigmoid is folded into a
-  from-logits cross-entropy, which is exact and never takes log(0).
-"""
+"""`mmd`: WAE-MMD, the paper's maximum mean discrepancy with a multi-scale inverse-multiquadratic
+kernel, unbiased (diagonal terms excluded). Needs no extra network."""
 
 from __future__ import annotations
 
 import tensorflow as tf
+
+from wae.models import Codes
+from wae.regularisers.base import Regulariser
 
 # The paper's scales s of the base bandwidth C = 2 * d_z * sigma^2.
 MMD_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -45,17 +42,6 @@ def mmd_penalty(z_encoded: tf.Tensor, z_prior: tf.Tensor, prior_std: float) -> t
     return within_q + within_p - across
 
 
-def gan_losses(prior_logits: tf.Tensor, encoded_logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(discriminator loss, encoder penalty), before multiplying by lambda.
-
-    The discriminator learns prior -> 1, encoded -> 0; the encoder is rewarded when its codes
-    pass as prior samples (the non-saturating generator loss, as in the post).
-    """
-    bce = tf.nn.sigmoid_cross_entropy_with_logits
-    prior_logits = tf.cast(prior_logits, tf.float32)
-    encoded_logits = tf.cast(encoded_logits, tf.float32)
-    disc_loss = tf.reduce_mean(bce(tf.ones_like(prior_logits), prior_logits)) + tf.reduce_mean(
-        bce(tf.zeros_like(encoded_logits), encoded_logits)
-    )
-    encoder_penalty = tf.reduce_mean(bce(tf.ones_like(encoded_logits), encoded_logits))
-    return disc_loss, encoder_penalty
+class MMD(Regulariser):
+    def losses(self, codes: Codes, z_prior: tf.Tensor, seed: tf.Tensor, training: bool):
+        return mmd_penalty(codes.z, z_prior, self.config.prior_std), ()
