@@ -12,7 +12,7 @@ import dataclasses
 
 from common import REPO, params, project_root, run
 
-from wae import sampling, tracking
+from wae import plots, sampling, tracking
 from wae.atomic import save_figure
 from wae.data import load_prepared
 from wae.models import load_trained
@@ -31,9 +31,13 @@ def main() -> None:
 
     samples = sampling.generate(wae.decoder, config.n_samples, wae.latent_dim, wae.prior_std, config.seed)
     sampling.save_samples(SAMPLES, samples)
-    figures = sampling.sample_figures(
-        wae.encoder, wae.decoder, wae.latent_dim, wae.prior_std, samples, splits.x_test, splits.y_test, config
+    views = sampling.latent_views(
+        wae.encoder, wae.decoder, wae.latent_dim, wae.prior_std, splits.x_test, splits.y_test, config
     )
+    figures = {
+        "samples.png": plots.samples_figure(samples, config.grid_size),
+        **plots.latent_view_figures(**vars(views), latent_dim=wae.latent_dim, prior_std=wae.prior_std),
+    }
     for name, figure in figures.items():
         save_figure(REPORTS / name, figure, dpi=100)
 
