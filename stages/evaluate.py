@@ -1,8 +1,9 @@
 """DVC stage `evaluate`: score the trained WAE, its samples and its latent space.
 
-Reads `evaluate` from params.yaml, models/wae/, models/classifier.keras, samples/samples.npy,
-data/prepared/mnist.npz and reports/train/history.csv; writes reports/metrics.json (a flat dict
-of floats, see wae.metrics for what each answers) and reports/evaluate/*.png. The numbers, the
+Reads `evaluate` and `sample.samplers` from params.yaml, models/wae/, models/classifier.keras,
+samples/ (one array per sampler, as `sample` wrote them), data/prepared/mnist.npz and
+reports/train/history.csv; writes reports/metrics.json (a flat dict of floats, see wae.metrics
+for what each answers; each sampler's scores under its prefix) and reports/evaluate/*.png. The numbers, the
 pictures and metrics.json are logged to the training run in MLflow (folder "evaluate").
 """
 
@@ -15,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 from common import REPO, params, project_root, run
 
-from wae import plots, tracking
+from wae import plots, samplers, tracking
 from wae.atomic import save_figure, write_json
 from wae.classifier import load_classifier
 from wae.data import load_prepared
@@ -26,22 +27,25 @@ from wae.models import load_trained
 DATA = REPO / "data/prepared/mnist.npz"
 MODELS = REPO / "models/wae"
 CLASSIFIER = REPO / "models/classifier.keras"
-SAMPLES = REPO / "samples/samples.npy"
+SAMPLES = REPO / "samples"
 HISTORY = REPO / "reports/train/history.csv"
 METRICS = REPO / "reports/metrics.json"
 REPORTS = REPO / "reports/evaluate"
 
 
 def main() -> None:
-    config = params().evaluate
+    p = params()
+    config = p.evaluate
     tf.config.experimental.enable_op_determinism()  # same inputs, same metrics.json, bit for bit
     wae = load_trained(MODELS)
     judge = load_classifier(CLASSIFIER)
     splits = load_prepared(DATA)
     ref = tracking.read_run_ref(MODELS / "mlflow_run.json")  # fail before any work if train left none
-    if not SAMPLES.is_file():
-        raise WAEError(f"{SAMPLES} does not exist; run the sample stage first (`dvc repro sample`)")
-    samples = np.load(SAMPLES, allow_pickle=False)
+    files = {name: SAMPLES / f"{samplers.samples_stem(name)}.npy" for name in p.sample.samplers}
+    for path in files.values():
+        if not path.is_file():
+            raise WAEError(f"{path} does not exist; run the sample stage first (`dvc repro sample`)")
+    samples = {name: np.load(path, allow_pickle=False) for name, path in files.items()}
     history = pd.read_csv(HISTORY) if HISTORY.is_file() else None
 
     result = evaluate_wae(wae.encoder, wae.decoder, judge, splits, samples, wae.prior_std, config)
@@ -58,10 +62,16 @@ def main() -> None:
         for name in figures:
             tracking.log_artifact(REPORTS / name, "evaluate")
     m = result.metrics
+    for name in samples:
+        prefix = samplers.metric_prefix(name)
+        print(
+            f"evaluate: {name} samples: FCD {m[prefix + 'sample_fcd']:.2f}, "
+            f"precision {m[prefix + 'sample_precision']:.3f}, recall {m[prefix + 'sample_recall']:.3f}, "
+            f"density {m[prefix + 'sample_density']:.3f}, coverage {m[prefix + 'sample_coverage']:.3f}"
+        )
     print(
-        f"evaluate: sample FCD {m['sample_fcd']:.2f}, recon FCD {m['recon_fcd']:.2f}, "
-        f"recon MSE {m['test_recon_mse']:.4f}, latent MMD {m['latent_mmd']:.2e}, "
-        f"probe accuracy {m['probe_accuracy']:.3f} -> {METRICS}"
+        f"evaluate: recon FCD {m['recon_fcd']:.2f}, recon MSE {m['test_recon_mse']:.4f}, "
+        f"latent MMD {m['latent_mmd']:.2e}, probe accuracy {m['probe_accuracy']:.3f} -> {METRICS}"
     )
 
 

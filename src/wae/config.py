@@ -190,7 +190,7 @@ class EvaluateConfig:
     seed: int = 2
 
     def validate(self, section: str) -> None:
-        _at_least(f"{section}.n_samples", self.n_samples, 2)
+        _at_least(f"{section}.n_samples", self.n_samples, 10)  # precision/recall: k-NN balls, k up to 5
         _at_least(f"{section}.mmd_samples", self.mmd_samples, 2)
         _at_least(f"{section}.probe_train_size", self.probe_train_size, 10)
 
