@@ -1,8 +1,9 @@
 """DVC stage `evaluate`: score the trained WAE, its samples and its latent space.
 
-Reads `evaluate` from params.yaml, the trained model, the classifier, the samples, the prepared
-split and the training history; writes --metrics (a flat dict of floats, see wae.metrics for what
-each answers) and the pictures in --reports. The numbers, the pictures and the metrics file are
+Reads `evaluate` and `sample.samplers` from params.yaml, the trained model, the classifier, the
+samples (one array per sampler, as `sample` wrote them), the prepared split and the training history;
+writes --metrics (a flat dict of floats, see wae.metrics for what each answers; each sampler's scores
+under its prefix) and the pictures in --reports. The numbers, the pictures and the metrics file are
 logged to the training run in MLflow (folder "evaluate").
 """
 
@@ -15,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 from common import params, paths, project_root, run
 
-from wae import plots, tracking
+from wae import plots, samplers, tracking
 from wae.atomic import save_figure, write_json
 from wae.classifier import load_classifier
 from wae.data import load_prepared
@@ -30,20 +31,23 @@ def main() -> None:
         prepared="the prepared split",
         models="folder of the trained networks",
         classifier="the judge (.keras)",
-        samples="the samples (.npy)",
+        samples="folder of the samples (one .npy per sampler)",
         history="per-epoch losses (CSV)",
         metrics="the scores (JSON)",
         reports="folder of the pictures",
     )
-    config = params().evaluate
+    p = params()
+    config = p.evaluate
     tf.config.experimental.enable_op_determinism()  # same inputs, same metrics.json, bit for bit
     wae = load_trained(files.models)
     judge = load_classifier(files.classifier)
     splits = load_prepared(files.prepared)
     ref = tracking.read_run_ref(files.models / "mlflow_run.json")  # fail before any work if train left none
-    if not files.samples.is_file():
-        raise WAEError(f"{files.samples} does not exist; run the sample stage first (`dvc repro sample`)")
-    samples = np.load(files.samples, allow_pickle=False)
+    arrays = {name: files.samples / f"{samplers.samples_stem(name)}.npy" for name in p.sample.samplers}
+    for path in arrays.values():
+        if not path.is_file():
+            raise WAEError(f"{path} does not exist; run the sample stage first (`dvc repro sample`)")
+    samples = {name: np.load(path, allow_pickle=False) for name, path in arrays.items()}
     history = pd.read_csv(files.history) if files.history.is_file() else None
 
     result = evaluate_wae(wae.encoder, wae.decoder, judge, splits, samples, wae.prior_std, config)
@@ -60,10 +64,16 @@ def main() -> None:
         for name in figures:
             tracking.log_artifact(files.reports / name, "evaluate")
     m = result.metrics
+    for name in samples:
+        prefix = samplers.metric_prefix(name)
+        print(
+            f"evaluate: {name} samples: FCD {m[prefix + 'sample_fcd']:.2f}, "
+            f"precision {m[prefix + 'sample_precision']:.3f}, recall {m[prefix + 'sample_recall']:.3f}, "
+            f"density {m[prefix + 'sample_density']:.3f}, coverage {m[prefix + 'sample_coverage']:.3f}"
+        )
     print(
-        f"evaluate: sample FCD {m['sample_fcd']:.2f}, recon FCD {m['recon_fcd']:.2f}, "
-        f"recon MSE {m['test_recon_mse']:.4f}, latent MMD {m['latent_mmd']:.2e}, "
-        f"probe accuracy {m['probe_accuracy']:.3f} -> {files.metrics}"
+        f"evaluate: recon FCD {m['recon_fcd']:.2f}, recon MSE {m['test_recon_mse']:.4f}, "
+        f"latent MMD {m['latent_mmd']:.2e}, probe accuracy {m['probe_accuracy']:.3f} -> {files.metrics}"
     )
 
 

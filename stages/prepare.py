@@ -11,7 +11,7 @@ from pathlib import Path
 
 from common import params, paths, project_root, run
 
-from wae import data
+from wae import data, plots
 from wae.atomic import save_figure, write_json
 
 
@@ -23,7 +23,7 @@ def main() -> None:
         config = dataclasses.replace(config, source=str(project_root() / Path(config.source).expanduser()))
     splits = data.prepare(config)
     data.save_prepared(files.prepared, splits)
-    save_figure(files.reports / "preview.png", data.preview_figure(splits.x_train, splits.y_train), dpi=100)
+    save_figure(files.reports / "preview.png", plots.preview_figure(splits.x_train, splits.y_train), dpi=100)
     write_json(files.reports / "class_counts.json", data.class_counts(splits))
     print(
         f"prepare: {len(splits.x_train)} train, {len(splits.x_val)} validation, {len(splits.x_test)} test "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wae import data
+from wae import data, plots
 from wae.atomic import save_figure
 from wae.config import DataConfig
 from wae.errors import DataError
@@ -221,7 +221,7 @@ def test_load_prepared_explains_a_missing_or_bad_file(tmp_path: Path) -> None:
 
 
 def test_preview_shows_a_grid_of_digits_titled_by_label(tmp_path: Path, mnist: data.Mnist) -> None:
-    figure = data.preview_figure(mnist.x_train[:16, ..., None], mnist.y_train[:16])
+    figure = plots.preview_figure(mnist.x_train[:16, ..., None], mnist.y_train[:16])
 
     assert len(figure.axes) == 16
     assert [ax.get_title() for ax in figure.axes] == [str(y) for y in mnist.y_train[:16]]

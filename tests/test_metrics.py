@@ -155,15 +155,20 @@ def small_splits(mnist_dir) -> MnistSplits:
 def test_evaluate_wae_gives_every_score_and_the_same_numbers_twice(small_splits: MnistSplits) -> None:
     nets = build_models(TrainConfig(latent_dim=3))  # untrained: the scores need not be good, only defined
     judge = build_classifier()
-    samples = np.random.default_rng(10).uniform(0, 1, (300, 28, 28, 1)).astype(np.float32)
+    rng = np.random.default_rng(10)
+    samples = {name: rng.uniform(0, 1, (300, 28, 28, 1)).astype(np.float32) for name in ("prior", "gmm")}
     config = EvaluateConfig(n_samples=300, mmd_samples=200, probe_train_size=400, seed=3)
     args = (nets.encoder, nets.decoder, judge, small_splits, samples, 1.0, config)
     first, second = metrics.evaluate_wae(*args), metrics.evaluate_wae(*args)
-    expected = {
-        "test_recon_mse", "test_recon_bce", "recon_fcd", "recon_accuracy", "sample_fcd",
-        "sample_confidence", "sample_class_entropy", "latent_mmd", "latent_mean_abs_max",
-        "latent_std_min", "latent_std_max", "probe_accuracy",
+    per_sampler = {
+        "sample_fcd", "sample_confidence", "sample_class_entropy", "sample_precision", "sample_recall",
+        "sample_density", "sample_coverage",
     }  # fmt: skip
+    expected = {
+        "test_recon_mse", "test_recon_bce", "recon_fcd", "recon_accuracy", "latent_mmd",
+        "latent_mean_abs_max", "latent_std_min", "latent_std_max", "probe_accuracy",
+    }  # fmt: skip
+    expected |= per_sampler | {f"gmm.{key}" for key in per_sampler}
     assert expected <= first.metrics.keys()
     assert {f"latent_std_{d}" for d in range(3)} <= first.metrics.keys()
     assert all(isinstance(v, float) and math.isfinite(v) for v in first.metrics.values())
@@ -173,8 +178,8 @@ def test_evaluate_wae_gives_every_score_and_the_same_numbers_twice(small_splits:
 
 def test_evaluate_wae_refuses_more_samples_than_were_drawn(small_splits: MnistSplits) -> None:
     nets = build_models(TrainConfig(latent_dim=2))
-    samples = np.zeros((50, 28, 28, 1), np.float32)
-    with pytest.raises(ConfigError, match=r"evaluate\.n_samples"):
+    samples = {"prior": np.zeros((100, 28, 28, 1), np.float32), "gmm": np.zeros((50, 28, 28, 1), np.float32)}
+    with pytest.raises(ConfigError, match=r"evaluate\.n_samples = 100 .* samples/gmm_samples\.npy"):
         metrics.evaluate_wae(
             nets.encoder,
             nets.decoder,

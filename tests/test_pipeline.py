@@ -1,8 +1,8 @@
 """The whole pipeline as a user runs it: `dvc repro`, then what they look at and change.
 
 One tiny project runs `dvc repro` once; the tests then read what a user would read: the MLflow run
-(params, curves, pictures, scores, the registered decoder), `dvc plots show`, and what DVC reruns
-when only a `sample` param changes.
+(params, curves, pictures, scores of both latent samplers, the registered decoder, the fitted
+mixture), `dvc plots show`, and what DVC reruns when only a `sample` param changes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import mlflow
 import numpy as np
 import pytest
 from project import make_project, project_env, sh, write_params
+
+from wae import samplers
+from wae.models import decode, load_trained
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +53,29 @@ def test_the_run_holds_params_curves_pictures_and_scores_in_range(repro):
     assert 0.1 <= metrics["sample_confidence"] <= 1
     assert 0 <= metrics["sample_class_entropy"] <= math.log(10) + 1e-9
     assert 0 <= metrics["probe_accuracy"] <= 1 and metrics["latent_mmd"] > -0.1
+    for prefix in ("", "gmm."):  # the prior's scores unprefixed, the mixture's under its name
+        assert metrics[f"{prefix}sample_fcd"] >= 0
+        for key in ("precision", "recall", "coverage"):
+            assert 0 <= metrics[f"{prefix}sample_{key}"] <= 1, prefix + key
+        assert metrics[f"{prefix}sample_density"] >= 0
+    assert metrics["gmm.sample_fcd"] != metrics["sample_fcd"]
 
     artifacts = {
-        a.path for folder in ("sample", "evaluate") for a in client.list_artifacts(run.info.run_id, folder)
+        a.path
+        for folder in ("sample", "evaluate", "samplers")
+        for a in client.list_artifacts(run.info.run_id, folder)
     }
-    for picture in ("samples.png", "reconstructions.png", "interpolations.png", "traversal.png"):
+    pictures = (
+        "samples.png",
+        "gmm_samples.png",
+        "reconstructions.png",
+        "interpolations.png",
+        "traversal.png",
+    )
+    for picture in pictures:
         assert f"sample/{picture}" in artifacts
+        assert (root / "reports/sample" / picture).is_file()
+    assert {"samplers/prior.npz", "samplers/gmm.npz"} <= artifacts
     for picture in (
         "latent_boxplot.png",
         "latent_scatter.png",
@@ -77,12 +97,26 @@ def test_the_registered_decoder_loads_through_pyfunc_and_decodes_a_batch(repro):
     assert version.run_id == the_run(root, client).info.run_id
 
 
+def test_the_gmm_sampler_reloads_from_its_file_and_from_the_run_and_draws_the_same_digits(repro, tmp_path):
+    root, _, client = repro
+    run_id = the_run(root, client).info.run_id
+    downloaded = client.download_artifacts(run_id, "samplers/gmm.npz", str(tmp_path))
+    from_file, from_run = samplers.load(root / "models/samplers/gmm.npz"), samplers.load(downloaded)
+    n, seed = 300, 1  # the tiny project's sample.n_samples and sample.seed
+    codes = from_run.sample(n, seed)
+    np.testing.assert_array_equal(codes, from_file.sample(n, seed))
+    wae = load_trained(root / "models/wae")
+    gmm_samples = np.load(root / "samples/gmm_samples.npy")
+    np.testing.assert_allclose(decode(wae.decoder, codes), gmm_samples, atol=1e-5)
+    assert not np.allclose(gmm_samples, np.load(root / "samples/samples.npy"), atol=1e-2)
+
+
 def test_dvc_plots_show_renders_one_report_with_curves_and_pictures(repro, tmp_path):
     root, env, _ = repro
     sh(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], root, env)
     html = (tmp_path / "plots/index.html").read_text()
     assert "Training curves" in html and "val_recon" in html
-    for picture in ("samples.png", "latent_boxplot.png", "preview.png"):
+    for picture in ("samples.png", "gmm_samples.png", "latent_boxplot.png", "preview.png"):
         assert picture in html, picture
 
 

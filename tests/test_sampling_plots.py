@@ -51,9 +51,12 @@ def test_sample_stage_pictures_are_written_for_any_latent_size(
     wae = nets(latent_dim)
     config = SampleConfig(n_samples=30, grid_size=5, n_reconstructions=6, n_interpolations=4)
     samples = sampling.generate(wae.decoder, config.n_samples, latent_dim, 1.0, config.seed)
-    figures = sampling.sample_figures(
-        wae.encoder, wae.decoder, latent_dim, 1.0, samples, x_test, y_test, config
-    )
+    views = sampling.latent_views(wae.encoder, wae.decoder, latent_dim, 1.0, x_test, y_test, config)
+    assert views.reconstructions.shape == (6, 28, 28, 1) and views.interpolations.shape == (4, 10, 28, 28, 1)
+    figures = {
+        "samples.png": plots.samples_figure(samples, config.grid_size),
+        **plots.latent_view_figures(**vars(views), latent_dim=latent_dim, prior_std=1.0),
+    }
     assert set(figures) == {"samples.png", "reconstructions.png", "interpolations.png", "traversal.png"}
     assert figures["samples.png"].get_suptitle() == "Samples from the generator"
     assert len(figures["samples.png"].axes) == 25  # the post's 5 x 5 grid
@@ -66,8 +69,10 @@ def test_sample_stage_pictures_are_written_for_any_latent_size(
     ("latent_dim", "shape"), [(1, (1, 7, 1)), (2, (7, 7, 2)), (8, (8, 7, 8)), (40, (16, 7, 40))]
 )
 def test_traversal_covers_three_prior_stds(latent_dim: int, shape: tuple[int, int, int]) -> None:
-    codes, labels, _ = sampling.traversal_codes(latent_dim, prior_std=2.0, steps=7)
+    codes = sampling.traversal_codes(latent_dim, prior_std=2.0, steps=7)
+    labels, columns = plots.traversal_labels(latent_dim, rows=shape[0], steps=7)
     assert codes.shape == shape and len(labels) == shape[0]
+    assert columns == ["-3σ", "-2σ", "-1σ", "0", "+1σ", "+2σ", "+3σ"]
     assert codes.min() == pytest.approx(-6.0) and codes.max() == pytest.approx(6.0)
     if latent_dim == 2:  # the manifold reads like a plot: z_1 grows upwards
         assert (labels[0], labels[len(labels) // 2], labels[-1]) == ("+3σ", "0", "-3σ")
@@ -79,10 +84,10 @@ def test_traversal_covers_three_prior_stds(latent_dim: int, shape: tuple[int, in
 
 def test_traversal_decodes_one_picture_per_code() -> None:
     decoder = nets(2).decoder
-    result = sampling.traversal(decoder, 2, 1.0, steps=5)
-    assert result.images.shape == (5, 5, 28, 28, 1)
-    codes, _, _ = sampling.traversal_codes(2, 1.0, 5)
-    np.testing.assert_allclose(result.images[1, 3], decode(decoder, codes[1, 3][None])[0], atol=1e-6)
+    images = sampling.traversal(decoder, 2, 1.0, steps=5)
+    assert images.shape == (5, 5, 28, 28, 1)
+    codes = sampling.traversal_codes(2, 1.0, 5)
+    np.testing.assert_allclose(images[1, 3], decode(decoder, codes[1, 3][None])[0], atol=1e-6)
 
 
 def test_interpolations_join_digits_of_different_classes_end_to_end(

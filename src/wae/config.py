@@ -173,8 +173,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """The `sample` stage: how many codes to draw from the prior and how to show them."""
+    """The `sample` stage: where codes come from, how many digits to draw, and how to show them."""
 
+    samplers: tuple[str, ...] = ("prior", "gmm")  # names in wae.samplers.SAMPLERS; prior is required
+    gmm_components: int = 10
     n_samples: int = 10000
     grid_size: int = 5
     n_reconstructions: int = 10
@@ -184,6 +186,18 @@ class SampleConfig:
     seed: int = 1
 
     def validate(self, section: str) -> None:
+        from wae.samplers import PRIOR, SAMPLERS  # the registry (numpy only: no TensorFlow here)
+
+        known = ", ".join(SAMPLERS)
+        for name in self.samplers:
+            _check(name in SAMPLERS, f"{section}.samplers", name, f"one of {known}")
+        _check(
+            PRIOR in self.samplers and len(set(self.samplers)) == len(self.samplers),
+            f"{section}.samplers",
+            list(self.samplers),
+            f"a list of distinct samplers ({known}) that holds {PRIOR} (its draws are the post's samples)",
+        )
+        _at_least(f"{section}.gmm_components", self.gmm_components, 1)
         _at_least(f"{section}.n_samples", self.n_samples, 1)
         _check(
             self.grid_size >= 1 and self.grid_size**2 <= self.n_samples,
@@ -207,7 +221,7 @@ class EvaluateConfig:
     seed: int = 2
 
     def validate(self, section: str) -> None:
-        _at_least(f"{section}.n_samples", self.n_samples, 2)
+        _at_least(f"{section}.n_samples", self.n_samples, 10)  # precision/recall: k-NN balls, k up to 5
         _at_least(f"{section}.mmd_samples", self.mmd_samples, 2)
         _at_least(f"{section}.probe_train_size", self.probe_train_size, 10)
 

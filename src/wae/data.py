@@ -20,7 +20,6 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -28,9 +27,6 @@ from tqdm import tqdm
 from wae.atomic import atomic_path, save_npz
 from wae.config import DataConfig
 from wae.errors import DataError
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 # SHA-256 of the uncompressed files (their MD5 sums match the canonical ones published with MNIST).
 SHA256 = {
@@ -349,20 +345,3 @@ def class_counts(splits: MnistSplits) -> dict[str, dict[str, int]]:
         per_digit = np.bincount(labels, minlength=10)
         counts[split_name] = {str(digit): int(n) for digit, n in enumerate(per_digit)}
     return counts
-
-
-def preview_figure(images: np.ndarray, labels: np.ndarray, rows: int = 4) -> Figure:
-    """A rows x rows grid of digits titled by their label, to eyeball that images and labels agree."""
-    from matplotlib.figure import Figure  # a bare Figure renders with Agg and never touches pyplot state
-
-    figure = Figure(figsize=(rows * 1.2, rows * 1.3), layout="constrained")
-    axes = figure.subplots(rows, rows, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i < len(images):
-            ax.imshow(images[i].squeeze(-1) if images[i].ndim == 3 else images[i], cmap="Greys")
-            ax.set_title(str(int(labels[i])), fontsize=9)
-        else:
-            ax.set_axis_off()
-    return figure

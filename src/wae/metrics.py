@@ -2,8 +2,13 @@
 
 Each score answers one question a user asks of an auto-encoder with a prior:
 - Does it reconstruct?            `test_recon_mse`, `test_recon_bce`, `recon_fcd`, `recon_accuracy`
-- Do prior samples look like digits, sharp and of every class?
+- Do samples look like digits, sharp and of every class?  For prior samples:
                                   `sample_fcd`, `sample_confidence`, `sample_class_entropy`
+- Are they like real digits (fidelity), and do they make every style of them (diversity)?
+                                  `sample_precision`, `sample_recall`, `sample_density`,
+                                  `sample_coverage` (wae.precision_recall)
+  Samples of another latent sampler (wae.samplers) get the same scores under its prefix:
+  `gmm.sample_fcd`, `gmm.sample_precision`, ...
 - Did the penalty pull the codes onto the prior?
                                   `latent_mmd`, `latent_mean_abs_max`, `latent_std_min/max` (+ per dim)
 - Does the latent space keep the digit identity?   `probe_accuracy`
@@ -13,6 +18,7 @@ Everything is deterministic given the inputs and seeds: two runs write identical
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -190,30 +196,57 @@ class Evaluation:
     test_codes: np.ndarray  # encoded test digits, for the latent plots
 
 
+def sample_scores(
+    sample_feats: np.ndarray,
+    sample_proba: np.ndarray,
+    test_feats: np.ndarray,
+    real_feats: np.ndarray,
+    real_radii: dict[int, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """The scores of one sampler's digits in the judge's feature space: FCD against all test digits,
+    precision, recall, density and coverage against `real_feats` (as many test digits as samples;
+    `real_radii`: `wae.precision_recall.real_radii(real_feats)`, shared by several samplers)."""
+    from wae.precision_recall import manifold_metrics
+
+    scores = {
+        "sample_fcd": feature_frechet_distance(sample_feats, test_feats),
+        "sample_confidence": mean_confidence(sample_proba),
+        "sample_class_entropy": class_entropy(sample_proba),
+    }
+    scores.update(
+        {f"sample_{k}": v for k, v in manifold_metrics(real_feats, sample_feats, real_radii).items()}
+    )
+    return scores
+
+
 def evaluate_wae(
     encoder: keras.Model,
     decoder: keras.Model,
     classifier: keras.Model,
     splits: MnistSplits,
-    samples: np.ndarray,
+    samples: Mapping[str, np.ndarray],
     prior_std: float,
     config: EvaluateConfig,
 ) -> Evaluation:
-    """All scores of metrics.json for a trained WAE, its prior samples and the prepared data.
+    """All scores of metrics.json for a trained WAE, its samples and the prepared data.
 
-    Uses the first `config.n_samples` samples, the first `config.probe_train_size` training
-    digits for the probe, and up to `config.mmd_samples` test codes against as many prior codes
-    drawn with `config.seed`.
+    `samples` maps each sampler's name (wae.samplers) to its digits; their scores are named with
+    `wae.samplers.metric_prefix` (the prior's unprefixed). Uses the first `config.n_samples`
+    samples of each, the first `config.probe_train_size` training digits for the probe, and up to
+    `config.mmd_samples` test codes against as many prior codes drawn with `config.seed`.
     """
     from wae.classifier import features_and_proba
     from wae.config import ConfigError
     from wae.models import decode, encode, prior_samples
+    from wae.precision_recall import real_radii
+    from wae.samplers import metric_prefix, samples_stem
 
-    if len(samples) < config.n_samples:
-        raise ConfigError(
-            f"params: evaluate.n_samples = {config.n_samples} is more than the {len(samples)} samples in "
-            "samples/samples.npy; lower it or raise sample.n_samples"
-        )
+    for name, digits in samples.items():
+        if len(digits) < config.n_samples:
+            raise ConfigError(
+                f"params: evaluate.n_samples = {config.n_samples} is more than the {len(digits)} samples in "
+                f"samples/{samples_stem(name)}.npy; lower it or raise sample.n_samples"
+            )
     x_test, y_test = splits.x_test, splits.y_test
     test_codes = encode(encoder, x_test)
     reconstructions = decode(decoder, test_codes)
@@ -221,12 +254,16 @@ def evaluate_wae(
 
     test_feats, _ = features_and_proba(classifier, x_test)
     recon_feats, recon_proba = features_and_proba(classifier, reconstructions)
-    sample_feats, sample_proba = features_and_proba(classifier, samples[: config.n_samples])
     metrics["recon_fcd"] = feature_frechet_distance(recon_feats, test_feats)
     metrics["recon_accuracy"] = float(np.mean(recon_proba.argmax(axis=1) == y_test))
-    metrics["sample_fcd"] = feature_frechet_distance(sample_feats, test_feats)
-    metrics["sample_confidence"] = mean_confidence(sample_proba)
-    metrics["sample_class_entropy"] = class_entropy(sample_proba)
+    # Precision and recall compare equal numbers of real and generated digits (their k-NN balls
+    # shrink as a set grows): the first n_samples test digits, their radii shared by all samplers.
+    real_feats = test_feats[: config.n_samples]
+    radii = real_radii(real_feats)
+    for name, digits in samples.items():
+        sample_feats, sample_proba = features_and_proba(classifier, digits[: config.n_samples])
+        scores = sample_scores(sample_feats, sample_proba, test_feats, real_feats, radii)
+        metrics.update({f"{metric_prefix(name)}{key}": value for key, value in scores.items()})
 
     n_mmd = min(config.mmd_samples, len(test_codes))
     prior = prior_samples(n_mmd, test_codes.shape[1], prior_std, config.seed)

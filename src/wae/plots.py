@@ -1,4 +1,8 @@
-"""The pictures of `sample` and `evaluate`, as matplotlib Figures (Agg, no pyplot state).
+"""Every picture of the pipeline, as matplotlib Figures (Agg, no pyplot state), drawn from arrays.
+
+`prepare`'s preview, `sample`'s grids and latent views, `evaluate`'s latent plots and training
+curves. This module computes nothing of a model: the arrays come from `wae.sampling` and
+`wae.metrics`, and nothing in the library imports this module back.
 
 Digits are drawn as in the reference post: cmap 'Greys', no ticks. Grey levels are fixed to
 [0, 1] (vmin/vmax), so a faint sample looks faint instead of being stretched to full contrast.
@@ -8,7 +12,6 @@ Save with `wae.atomic.save_figure`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -16,9 +19,6 @@ import pandas as pd
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-if TYPE_CHECKING:
-    from wae.sampling import Traversal
 
 PAD = 2  # pixels between digits in a montage, drawn light grey
 
@@ -66,7 +66,7 @@ def image_grid(
     return figure
 
 
-def samples_figure(samples: np.ndarray, grid_size: int) -> Figure:
+def samples_figure(samples: np.ndarray, grid_size: int, title: str = "Samples from the generator") -> Figure:
     """The post's final picture: a grid_size x grid_size grid 'Samples from the generator'."""
     figure = Figure(figsize=(8, 8))
     axes = figure.subplots(grid_size, grid_size, squeeze=False)
@@ -75,7 +75,7 @@ def samples_figure(samples: np.ndarray, grid_size: int) -> Figure:
         ax.grid(False)
         ax.set_xticks([])
         ax.set_yticks([])
-    figure.suptitle("Samples from the generator")
+    figure.suptitle(title)
     return figure
 
 
@@ -104,9 +104,62 @@ def sigma_labels(steps: int, span: float = 3.0) -> list[str]:
     return labels
 
 
-def traversal_figure(traversal: Traversal) -> Figure:
-    """The latent traversal of `sampling.traversal`, columns labelled by their value in prior stds."""
-    return image_grid(traversal.images, traversal.title, traversal.row_labels, traversal.col_labels)
+def traversal_labels(
+    latent_dim: int, rows: int, steps: int, span: float = 3.0
+) -> tuple[list[str], list[str]]:
+    """Row and column labels of a traversal (`wae.sampling.traversal_codes`): columns in prior stds;
+    rows name the dimension, or (2-D) z_1's value, which runs from +span at the top to -span."""
+    columns = sigma_labels(steps, span)
+    if latent_dim == 2:
+        return columns[::-1], columns
+    return [f"z_{d}" for d in range(rows)], columns
+
+
+def traversal_figure(images: np.ndarray, latent_dim: int, prior_std: float, span: float = 3.0) -> Figure:
+    """The latent traversal (rows, steps, 28, 28, 1) of `wae.sampling.traversal`, labelled in prior stds."""
+    rows, steps = images.shape[:2]
+    sigma = f"σ = prior std = {prior_std:g}"
+    if latent_dim == 1:
+        title = f"The 1-D latent from -{span:g}σ to +{span:g}σ ({sigma})"
+    elif latent_dim == 2:
+        title = f"The decoded 2-D latent: z_0 left to right, z_1 bottom to top ({sigma})"
+    else:
+        shown = "" if rows == latent_dim else f" (first {rows} of {latent_dim})"
+        title = f"One latent dimension at a time{shown}, others 0 ({sigma})"
+    row_labels, col_labels = traversal_labels(latent_dim, rows, steps, span)
+    return image_grid(images, title, row_labels, col_labels)
+
+
+def latent_view_figures(
+    originals: np.ndarray,
+    reconstructions: np.ndarray,
+    interpolations: np.ndarray,
+    interpolation_labels: list[str],
+    traversal: np.ndarray,
+    latent_dim: int,
+    prior_std: float,
+) -> dict[str, Figure]:
+    """The pictures of `sample` besides the sample grids, by file name (`wae.sampling.latent_views`)."""
+    return {
+        "reconstructions.png": reconstructions_figure(originals, reconstructions),
+        "interpolations.png": interpolations_figure(interpolations, interpolation_labels),
+        "traversal.png": traversal_figure(traversal, latent_dim, prior_std),
+    }
+
+
+def preview_figure(images: np.ndarray, labels: np.ndarray, rows: int = 4) -> Figure:
+    """`prepare`'s rows x rows grid of digits titled by their label, to eyeball that images and labels agree."""
+    figure = Figure(figsize=(rows * 1.2, rows * 1.3), layout="constrained")
+    axes = figure.subplots(rows, rows, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i < len(images):
+            ax.imshow(images[i].squeeze(-1) if images[i].ndim == 3 else images[i], cmap="Greys")
+            ax.set_title(str(int(labels[i])), fontsize=9)
+        else:
+            ax.set_axis_off()
+    return figure
 
 
 # --- Latent space -----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""What the generator makes of the prior: samples, reconstructions, interpolations, traversals.
+"""What the generator makes of the latent space: samples, reconstructions, interpolations, traversals.
 
 A WAE is a generative model because its decoder maps prior codes N(0, prior_std^2 I) to
-digits; these functions produce the arrays that `sample` saves and plots. They accept any
-Keras encoder/decoder pair with the `wae.models` conventions (images in [0, 1], N x 28 x 28 x 1).
+digits; these functions compute the arrays that `sample` saves and `wae.plots` draws (this
+module draws nothing). They accept any Keras encoder/decoder pair with the `wae.models`
+conventions (images in [0, 1], N x 28 x 28 x 1).
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wae import plots
 from wae.atomic import atomic_path
 from wae.config import SampleConfig
 from wae.models import decode, encode, prior_samples
 
 if TYPE_CHECKING:
     import keras
-    from matplotlib.figure import Figure
 
 TRAVERSAL_RANGE = 3.0  # traversals cover +-3 prior_std: 99.7% of the prior mass per dimension
 TRAVERSAL_MAX_ROWS = 16  # more dims than this: only the first 16 get a row (the picture stays readable)
@@ -74,77 +73,63 @@ def interpolate(
     return images.reshape(len(starts), steps, *images.shape[1:])
 
 
-@dataclass
-class Traversal:
-    images: np.ndarray  # (rows, cols, 28, 28, 1)
-    title: str
-    row_labels: list[str]
-    col_labels: list[str]
-
-
-def traversal_codes(latent_dim: int, prior_std: float, steps: int) -> tuple[np.ndarray, list[str], str]:
-    """Codes (rows, steps, latent_dim) spanning +-3 prior_std, their row labels and a title.
+def traversal_codes(latent_dim: int, prior_std: float, steps: int) -> np.ndarray:
+    """Codes (rows, steps, latent_dim) spanning +-3 prior_std.
 
     1-D: one strip; 2-D: the decoded manifold on a steps x steps grid (rows run from +3 to
-    -3 prior_std in z_1 so the picture reads like a plot); more dims: one row per dimension,
-    that one varying, the others 0.
+    -3 prior_std in z_1 so the picture reads like a plot); more dims: one row per dimension
+    (the first TRAVERSAL_MAX_ROWS), that one varying, the others 0.
     """
     values = np.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, steps, dtype=np.float32) * prior_std
     if latent_dim == 1:
-        return (
-            values[None, :, None],
-            ["z_0"],
-            f"The 1-D latent from -3σ to +3σ (σ = prior std = {prior_std:g})",
-        )
+        return values[None, :, None]
     if latent_dim == 2:
         z0, z1 = np.meshgrid(values, values[::-1])
-        codes = np.stack([z0, z1], axis=-1)
-        labels = plots.sigma_labels(steps, TRAVERSAL_RANGE)[::-1]
-        title = (
-            f"The decoded 2-D latent: z_0 left to right, z_1 bottom to top (σ = prior std = {prior_std:g})"
-        )
-        return codes, labels, title
+        return np.stack([z0, z1], axis=-1)
     rows = min(latent_dim, TRAVERSAL_MAX_ROWS)
     codes = np.zeros((rows, steps, latent_dim), np.float32)
     for d in range(rows):
         codes[d, :, d] = values
-    shown = "" if rows == latent_dim else f" (first {rows} of {latent_dim})"
-    title = f"One latent dimension at a time{shown}, others 0 (σ = prior std = {prior_std:g})"
-    return codes, [f"z_{d}" for d in range(rows)], title
+    return codes
 
 
-def traversal(decoder: keras.Model, latent_dim: int, prior_std: float, steps: int) -> Traversal:
-    """Decode the traversal codes of `traversal_codes`."""
-    codes, labels, title = traversal_codes(latent_dim, prior_std, steps)
+def traversal(decoder: keras.Model, latent_dim: int, prior_std: float, steps: int) -> np.ndarray:
+    """The decoded `traversal_codes`: images (rows, steps, 28, 28, 1)."""
+    codes = traversal_codes(latent_dim, prior_std, steps)
     images = decode(decoder, codes.reshape(-1, latent_dim))
-    col_labels = plots.sigma_labels(steps, TRAVERSAL_RANGE)
-    return Traversal(images.reshape(*codes.shape[:2], *images.shape[1:]), title, labels, col_labels)
+    return images.reshape(*codes.shape[:2], *images.shape[1:])
 
 
-def sample_figures(
+@dataclass
+class LatentViews:
+    """What `sample` pictures besides the samples, as arrays (`wae.plots.latent_view_figures` draws them)."""
+
+    originals: np.ndarray  # test digits (n, 28, 28, 1), uint8
+    reconstructions: np.ndarray  # their reconstructions, float32 in [0, 1]
+    interpolations: np.ndarray  # (n_pairs, steps, 28, 28, 1)
+    interpolation_labels: list[str]  # "3 → 8" per row
+    traversal: np.ndarray  # (rows, steps, 28, 28, 1), see `traversal_codes`
+
+
+def latent_views(
     encoder: keras.Model,
     decoder: keras.Model,
     latent_dim: int,
     prior_std: float,
-    samples: np.ndarray,
     x_test: np.ndarray,
     y_test: np.ndarray,
     config: SampleConfig,
-) -> dict[str, Figure]:
-    """The four pictures of `sample`, by file name: samples, reconstructions, interpolations, traversal."""
+) -> LatentViews:
+    """Reconstructions, interpolations and the traversal of `sample`, from the test digits."""
     originals = x_test[: config.n_reconstructions]
     pairs = interpolation_pairs(y_test, config.n_interpolations)
     starts, ends = (np.array(index) for index in zip(*pairs, strict=True))
-    paths = interpolate(encoder, decoder, x_test[starts], x_test[ends], config.interpolation_steps)
-    return {
-        "samples.png": plots.samples_figure(samples, config.grid_size),
-        "reconstructions.png": plots.reconstructions_figure(
-            originals, reconstruct(encoder, decoder, originals)
+    return LatentViews(
+        originals=originals,
+        reconstructions=reconstruct(encoder, decoder, originals),
+        interpolations=interpolate(
+            encoder, decoder, x_test[starts], x_test[ends], config.interpolation_steps
         ),
-        "interpolations.png": plots.interpolations_figure(
-            paths, [f"{y_test[a]} → {y_test[b]}" for a, b in pairs]
-        ),
-        "traversal.png": plots.traversal_figure(
-            traversal(decoder, latent_dim, prior_std, config.traversal_steps)
-        ),
-    }
+        interpolation_labels=[f"{y_test[a]} → {y_test[b]}" for a, b in pairs],
+        traversal=traversal(decoder, latent_dim, prior_std, config.traversal_steps),
+    )
