@@ -3,7 +3,9 @@
 Reads `evaluate` from params.yaml, models/wae/, models/classifier.keras, samples/samples.npy,
 data/prepared/mnist.npz and reports/train/history.csv; writes reports/metrics.json (a flat dict
 of floats, see wae.metrics for what each answers) and reports/evaluate/*.png. The numbers, the
-pictures and metrics.json are logged to the training run in MLflow (folder "evaluate").
+pictures and metrics.json are logged to the training run in MLflow (folder "evaluate"), whose
+description becomes a summary (each sampler's scores, the sample grid), and the decoder version
+that `train` registered is tagged with the scores.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def main() -> None:
         tracking.log_artifact(METRICS, "evaluate")
         for name in figures:
             tracking.log_artifact(REPORTS / name, "evaluate")
+        # The grid the sample stage logged into this run (reports/sample/samples.png).
+        tracking.describe_run(result.metrics, {"Samples from the prior": "sample/samples.png"})
+        tracking.tag_registered_versions(ref["run_id"], result.metrics)
     m = result.metrics
     print(
         f"evaluate: sample FCD {m['sample_fcd']:.2f}, recon FCD {m['recon_fcd']:.2f}, "

@@ -3,6 +3,9 @@
 Writes models/wae/ (encoder, decoder, [discriminator], model_info.json, mlflow_run.json) and
 reports/train/history.csv. Checkpoints go to checkpoints/train/ after every epoch and on
 Ctrl-C/SIGTERM; rerunning with the same params and data resumes from them.
+
+Under `train.strategy: multi_worker` only the chief (worker 0) does all that; the other workers
+train with it in lockstep and exit, writing nothing and logging nothing (`train_as_worker`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +22,11 @@ from common import REPO, params, project_root, run
 
 from wae import tracking
 from wae.atomic import atomic_path, save_keras, write_json, write_text
-from wae.config import Params
-from wae.data import load_prepared
+from wae.config import Params, TrainConfig
+from wae.data import MnistSplits, load_prepared
 from wae.models import MODEL_INFO, model_info, portable_models
 from wae.training import WAETrainer, seed_everything
+from wae.workers import is_chief, task_label
 
 DATA = REPO / "data/prepared/mnist.npz"
 MODELS = REPO / "models/wae"
@@ -62,18 +67,53 @@ def reproduce_command(tags: dict[str, str], run_id: str) -> str:
     )
 
 
+def log_prepared_data(splits: MnistSplits, data_digest: str) -> None:
+    """The prepared MNIST as the run's input dataset: the digest of its tag, the split sizes as context."""
+    sizes = {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)}
+    tracking.log_dataset(
+        name="mnist",
+        source=str(DATA.relative_to(REPO)),  # a DVC output: `dvc pull prepare` restores it in any clone
+        digest=data_digest,
+        context=" ".join(f"{split}={n}" for split, n in sizes.items()),
+        features=splits.x_train,
+        targets=splits.y_train,
+        tags={f"{split}_size": str(n) for split, n in sizes.items()},
+    )
+
+
+def train_as_worker(cfg: TrainConfig, splits: MnistSplits, fingerprint: str) -> None:
+    """A worker other than the chief: trains in lockstep with the others, keeps nothing.
+
+    It resumes from checkpoints/train/ as the chief does (the chief's, on a shared folder), so that all
+    workers start from the same step; its own saves go to a temporary copy deleted on exit.
+    """
+    seed_everything(cfg.seed)
+    trainer = WAETrainer(cfg, splits.x_train, splits.x_val)
+    with tempfile.TemporaryDirectory(prefix="wae-worker-") as scratch:
+        folder = Path(scratch) / "train"
+        if CHECKPOINTS.is_dir():
+            shutil.copytree(CHECKPOINTS, folder)
+        trainer.fit(folder, fingerprint)
+    print(f"{task_label()}: trained {cfg.epochs} epochs; the chief keeps the model, reports and MLflow run")
+
+
 def main() -> None:
     p = params()
     cfg = p.train
     splits = load_prepared(DATA)
     data_digest = file_digest(DATA)
     fingerprint = checkpoint_fingerprint(p, data_digest)
+    if not is_chief(cfg.strategy):
+        train_as_worker(cfg, splits, fingerprint)
+        return
     root = project_root()
 
     tags = run_tags(p, data_digest)
-    with tracking.training_run(root, p.mlflow.experiment_name, p.flat(), tags) as run_id:
+    name = tracking.run_name(cfg, os.environ.get("DVC_EXP_NAME"))
+    with tracking.training_run(root, p.mlflow.experiment_name, p.flat(), tags, run_name=name) as run_id:
         tracking.set_tags({"reproduce": reproduce_command(tags, run_id)})
         tracking.log_artifact(REPO / "params.yaml")
+        log_prepared_data(splits, data_digest)
         seed_everything(cfg.seed)
         trainer = WAETrainer(cfg, splits.x_train, splits.x_val)
         tracking.set_tags({"train.precision_resolved": trainer.precision})
