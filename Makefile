@@ -37,19 +37,19 @@ exp: $(STAMP)
 	$(BIN)/dvc exp run $$($(BIN)/python -m wae.presets $(PRESET))
 
 test: $(STAMP)
-	$(BIN)/ruff check src stages tests benchmarks
+	$(BIN)/ruff check src stages tests benchmarks scripts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
 
 lint: $(STAMP)
-	$(BIN)/ruff check src stages tests benchmarks
-	$(BIN)/ruff format --check src stages tests benchmarks
+	$(BIN)/ruff check src stages tests benchmarks scripts
+	$(BIN)/ruff format --check src stages tests benchmarks scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src stages tests benchmarks
-	$(BIN)/ruff check --fix src stages tests benchmarks
+	$(BIN)/ruff format src stages tests benchmarks scripts
+	$(BIN)/ruff check --fix src stages tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py --out reports/benchmark.json
