@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -197,6 +198,8 @@ def training_run(
     experiment_id = connect(root, experiment_name)
     existing = os.environ.get("MLFLOW_RUN_ID")
     system_metrics = _system_metrics_enabled()
+    # Its start and stop are INFO lines in the middle of the stage's own output.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     if existing:
         run = mlflow.start_run(run_id=existing, log_system_metrics=system_metrics)
         if run.info.experiment_id != experiment_id:
@@ -466,53 +469,90 @@ def read_run_ref(path: str | Path) -> dict[str, str]:
     return ref
 
 
+def runs_url(base: str, experiment_id: str) -> str:
+    """The UI page listing an experiment's runs.
+
+    MLflow 3.17's UI chooses an experiment's page from its own "GenAI | Model training" switch (GenAI
+    until a user flips it; remembered per browser), not from the experiment's kind tag: the link sets it.
+    """
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def _settings(params_file: Path) -> Any:
+    from wae.config import MlflowConfig, load_params
+
+    return load_params(params_file).mlflow if params_file.is_file() else MlflowConfig()
+
+
+def _open_store() -> str:
+    """Point MLflow at MLFLOW_TRACKING_URI or ./mlflow.db, which must exist; return the URI."""
+    import mlflow
+
+    uri = tracking_uri(Path.cwd())
+    if _is_local_sqlite(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingError(
+            f"no MLflow store at {uri}; run this in the repository or set MLFLOW_TRACKING_URI"
+        )
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m wae.tracking promote --alias champion`: the registry, from the command line."""
+    """`python -m wae.tracking promote --alias champion` and `python -m wae.tracking url`.
+
+    The store is MLFLOW_TRACKING_URI, else ./mlflow.db; names default to params.yaml's `mlflow` section.
+    """
     import argparse
 
     import mlflow
 
-    parser = argparse.ArgumentParser(prog="python -m wae.tracking", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m wae.tracking", description=main.__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    cmd = commands.add_parser(
+    promote_cmd = commands.add_parser(
         "promote",
         help="move an alias to the registered decoder version with the best (lowest) score",
         description="Move ALIAS to the version of the registered model with the lowest METRIC tag "
         "(set on each version by `evaluate`). The store: MLFLOW_TRACKING_URI, else ./mlflow.db.",
     )
-    cmd.add_argument("--alias", required=True, help="the alias to move, e.g. champion")
-    cmd.add_argument(
-        "--model", help="registered model name (default: params.yaml mlflow.registered_model_name)"
+    promote_cmd.add_argument("--alias", required=True, help="the alias to move, e.g. champion")
+    promote_cmd.add_argument(
+        "--model", help="registered model (default: params.yaml mlflow.registered_model_name)"
     )
-    cmd.add_argument("--metric", default="sample_fcd", help="a lower-is-better score (default: sample_fcd)")
+    promote_cmd.add_argument(
+        "--metric", default="sample_fcd", help="a lower-is-better score (default: sample_fcd)"
+    )
+    url_cmd = commands.add_parser(
+        "url",
+        help="the UI page that lists the experiment's runs",
+        description="Print the address of the UI page listing the runs of the experiment "
+        "(params.yaml mlflow.experiment_name) on a UI at BASE.",
+    )
+    url_cmd.add_argument(
+        "--base",
+        help="the UI's address (default: MLFLOW_TRACKING_URI when it is a server, else http://127.0.0.1:5000)",
+    )
     args = parser.parse_args(argv)
 
     try:
-        model = args.model or _registered_model_name(Path("params.yaml"))
-        uri = tracking_uri(Path.cwd())
-        if _is_local_sqlite(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
-            raise TrackingError(
-                f"no MLflow store at {uri}; run this in the repository or set MLFLOW_TRACKING_URI"
-            )
-        check_reachable(uri)
-        mlflow.set_tracking_uri(uri)
+        settings = _settings(Path("params.yaml"))
+        uri = _open_store()
+        if args.command == "url":
+            experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+            if experiment is None:
+                raise TrackingError(
+                    f"no experiment {settings.experiment_name!r} in {uri} yet: run `dvc repro`"
+                )
+            base = args.base or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")
+            print(runs_url(base, experiment.experiment_id))
+            return
+        model = args.model or settings.registered_model_name
         best = promote(model, args.alias, args.metric)
     except WAEError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(
-        f"{model}@{args.alias} -> version {best.version} ({args.metric} {best.tags[args.metric]}, "
-        f"run {best.run_id})"
-    )
-
-
-def _registered_model_name(params_file: Path) -> str:
-    from wae.config import MlflowConfig, load_params
-
-    return (
-        load_params(params_file).mlflow.registered_model_name
-        if params_file.is_file()
-        else (MlflowConfig().registered_model_name)
+        f"{model}@{args.alias} -> version {best.version} ({args.metric} {best.tags[args.metric]}, run {best.run_id})"
     )
 
 
