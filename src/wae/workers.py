@@ -18,7 +18,8 @@ def is_chief(strategy: str, tf_config: str | None = None) -> bool:
     """Whether this process keeps the outputs: always, but under `multi_worker` only the chief.
 
     TensorFlow's rule (`multi_worker_util.is_chief`): the task of type `chief` if the cluster has one,
-    else worker 0. Without TF_CONFIG a multi-worker strategy is a cluster of one, its own chief.
+    else worker 0 (an `evaluator` is the chief of its own cluster of one). Without TF_CONFIG a
+    multi-worker strategy is a cluster of one, its own chief.
     """
     if strategy != "multi_worker":
         return True
@@ -34,7 +35,7 @@ def is_chief(strategy: str, tf_config: str | None = None) -> bool:
             f"TF_CONFIG is not a cluster description ({err!r}): expected "
             '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}'
         ) from None
-    if task_type == "chief":
+    if task_type in ("chief", "evaluator"):
         return True
     return "chief" not in cluster and task_type == "worker" and index == 0
 
