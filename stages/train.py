@@ -94,7 +94,7 @@ def train_as_worker(cfg: TrainConfig, splits: MnistSplits, fingerprint: str) -> 
         if CHECKPOINTS.is_dir():
             shutil.copytree(CHECKPOINTS, folder)
         trainer.fit(folder, fingerprint)
-    print(f"{task_label()}: trained {cfg.epochs} epochs; the chief keeps the model, reports and MLflow run")
+    print(f"{task_label()}: trained with the chief, which keeps the model, the reports and the MLflow run")
 
 
 def main() -> None:
