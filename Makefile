@@ -2,7 +2,7 @@
 #   make repro   set up, then run the DVC pipeline (prepare -> classifier/train -> sample -> evaluate)
 #   make setup   only the set-up (PYTHON=python3.12 picks the interpreter; default: newest of 3.13-3.11)
 #   make test    set up, then the test suite (`make test PYTEST_ARGS="-k data"` for a part)
-#   make ui      open the MLflow UI on http://127.0.0.1:5000 (runs of this repo's store)
+#   make ui      open the MLflow UI on http://127.0.0.1:5000 (runs of this repo's store; prints their page)
 #   make lint    ruff check + format check
 #   make lock    re-resolve requirements.in into requirements.lock (needs network)
 #   make check-lock  the lock resolves, from wheels, for Linux x86-64 and macOS arm64 on Python 3.11-3.13
@@ -37,19 +37,21 @@ exp: $(STAMP)
 	$(BIN)/dvc exp run $$($(BIN)/python -m wae.presets $(PRESET))
 
 test: $(STAMP)
-	$(BIN)/ruff check src stages tests benchmarks
+	$(BIN)/ruff check src stages tests benchmarks scripts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The runs' page (MLflow's UI opens experiments on its GenAI overview unless told otherwise).
 ui: $(STAMP)
+	@MLFLOW_TRACKING_URI= $(BIN)/python -m wae.tracking url | sed 's/^/Runs: /' || true
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
 
 lint: $(STAMP)
-	$(BIN)/ruff check src stages tests benchmarks
-	$(BIN)/ruff format --check src stages tests benchmarks
+	$(BIN)/ruff check src stages tests benchmarks scripts
+	$(BIN)/ruff format --check src stages tests benchmarks scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src stages tests benchmarks
-	$(BIN)/ruff check --fix src stages tests benchmarks
+	$(BIN)/ruff format src stages tests benchmarks scripts
+	$(BIN)/ruff check --fix src stages tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py --out reports/benchmark.json

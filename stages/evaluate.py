@@ -4,7 +4,9 @@ Reads `evaluate` and `sample.samplers` from params.yaml, the trained model, the 
 samples (one array per sampler, as `sample` wrote them), the prepared split and the training history;
 writes --metrics (a flat dict of floats, see wae.metrics for what each answers; each sampler's scores
 under its prefix) and the pictures in --reports. The numbers, the pictures and the metrics file are
-logged to the training run in MLflow (folder "evaluate").
+logged to the training run in MLflow (folder "evaluate"), whose description becomes a summary (each
+sampler's scores and sample grid), and the decoder version that `train` registered is tagged with the
+scores.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def main() -> None:
         tracking.log_artifact(files.metrics, "evaluate")
         for name in figures:
             tracking.log_artifact(files.reports / name, "evaluate")
+        # The grids the sample stage logged into this run, one per sampler.
+        grids = {
+            f"Samples ({name})": f"sample/{samplers.samples_stem(name)}.png" for name in p.sample.samplers
+        }
+        tracking.describe_run(result.metrics, grids)
+        tracking.tag_registered_versions(ref["run_id"], result.metrics)
     m = result.metrics
     for name in samples:
         prefix = samplers.metric_prefix(name)

@@ -4,6 +4,9 @@ Reads the prepared split (--prepared); writes the model folder (--models: encode
 regulariser's adversary if it has one, model_info.json, mlflow_run.json) and the per-epoch history
 (--history, CSV). Checkpoints go to --checkpoints after every epoch and on Ctrl-C/SIGTERM; rerunning
 with the same params and data resumes from them.
+
+Under `train.strategy: multi_worker` only the chief (worker 0) does all that; the other workers
+train with it in lockstep and exit, writing nothing and logging nothing (`train_as_worker`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -19,10 +23,11 @@ from common import REPO, params, paths, project_root, run
 
 from wae import tracking
 from wae.atomic import atomic_path, save_keras, write_json, write_text
-from wae.config import Params
-from wae.data import load_prepared
+from wae.config import Params, TrainConfig
+from wae.data import MnistSplits, load_prepared
 from wae.models import MODEL_INFO, model_info
 from wae.training import WAETrainer, seed_everything
+from wae.workers import is_chief, task_label
 
 
 def file_digest(path: Path) -> str:
@@ -58,6 +63,36 @@ def reproduce_command(tags: dict[str, str], run_id: str) -> str:
     )
 
 
+def log_prepared_data(splits: MnistSplits, path: Path, data_digest: str) -> None:
+    """The prepared MNIST as the run's input dataset: the digest of its tag, the split sizes as context."""
+    sizes = {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)}
+    tracking.log_dataset(
+        name="mnist",
+        source=str(path),  # a DVC output, relative to the repository: `dvc pull prepare` restores it
+        digest=data_digest,
+        context=" ".join(f"{split}={n}" for split, n in sizes.items()),
+        features=splits.x_train,
+        targets=splits.y_train,
+        tags={f"{split}_size": str(n) for split, n in sizes.items()},
+    )
+
+
+def train_as_worker(cfg: TrainConfig, splits: MnistSplits, checkpoints: Path, fingerprint: str) -> None:
+    """A worker other than the chief: trains in lockstep with the others, keeps nothing.
+
+    It resumes from the checkpoint folder as the chief does (the chief's, on a shared folder), so that all
+    workers start from the same step; its own saves go to a temporary copy deleted on exit.
+    """
+    seed_everything(cfg.seed)
+    trainer = WAETrainer(cfg, splits.x_train, splits.x_val)
+    with tempfile.TemporaryDirectory(prefix="wae-worker-") as scratch:
+        folder = Path(scratch) / "train"
+        if checkpoints.is_dir():
+            shutil.copytree(checkpoints, folder)
+        trainer.fit(folder, fingerprint)
+    print(f"{task_label()}: trained with the chief, which keeps the model, the reports and the MLflow run")
+
+
 def main() -> None:
     files = paths(
         __doc__,
@@ -71,12 +106,17 @@ def main() -> None:
     splits = load_prepared(files.prepared)
     data_digest = file_digest(files.prepared)
     fingerprint = checkpoint_fingerprint(p, data_digest)
+    if not is_chief(cfg.strategy):
+        train_as_worker(cfg, splits, files.checkpoints, fingerprint)
+        return
     root = project_root()
 
     tags = run_tags(p, data_digest)
-    with tracking.training_run(root, p.mlflow.experiment_name, p.flat(), tags) as run_id:
+    name = tracking.run_name(cfg, os.environ.get("DVC_EXP_NAME"))
+    with tracking.training_run(root, p.mlflow.experiment_name, p.flat(), tags, run_name=name) as run_id:
         tracking.set_tags({"reproduce": reproduce_command(tags, run_id)})
         tracking.log_artifact(REPO / "params.yaml")
+        log_prepared_data(splits, files.prepared, data_digest)
         seed_everything(cfg.seed)
         trainer = WAETrainer(cfg, splits.x_train, splits.x_val)
         tracking.set_tags({"train.precision_resolved": trainer.precision})

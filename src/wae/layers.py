@@ -69,9 +69,11 @@ def _stock_layer(layer: layers.Layer) -> layers.Layer:
 
 
 def portable(model: keras.Model) -> keras.Model:
-    """The same model, weights included, with stock Keras layers only (what gets saved)."""
-    if not any(isinstance(layer, FusedBatchNormalization) for layer in model.layers):
-        return model
+    """A copy of the model, weights included, with stock Keras layers only (what gets saved).
+
+    Made outside the training's distribution strategy: under `multi_worker`, predicting with the
+    trained model itself is a collective op that waits for workers that have already left.
+    """
     copy = keras.models.clone_model(model, clone_function=_stock_layer)
     copy.set_weights(model.get_weights())
     return copy

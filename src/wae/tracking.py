@@ -4,6 +4,9 @@ One trained model is one MLflow run. `train` opens it (`training_run`); `sample`
 `evaluate` log into the same run later (`resumed_run`), given the id `train` wrote to a
 small JSON file (`write_run_ref` / `read_run_ref`). Whatever goes wrong inside, the run
 ends FAILED (or KILLED on Ctrl-C / SIGTERM) with the reason as a tag, never stuck RUNNING.
+
+The experiment is a model-training one (its UI opens on the runs), and each run is named
+after what it trained (`run_name`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,13 +24,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wae.atomic import write_json
-from wae.errors import TrackingError, TrainingInterrupted
+from wae.errors import TrackingError, TrainingInterrupted, WAEError
+
+if TYPE_CHECKING:
+    from wae.config import TrainConfig
 
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
+# MLflow's UI opens an experiment without this tag on its GenAI overview (traces, token usage);
+# `custom_model_development` makes it open on the runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def tracking_uri(root: str | Path) -> str:
@@ -85,14 +96,41 @@ def connect(root: str | Path, experiment_name: str) -> str:
             try:
                 experiment = mlflow.get_experiment_by_name(experiment_name)
                 if experiment is not None:
+                    # An experiment made before (or by `mlflow run`) gets the kind on its next run.
+                    if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+                        mlflow.MlflowClient().set_experiment_tag(
+                            experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING
+                        )
                     return experiment.experiment_id
                 location = (root / ARTIFACT_DIR).as_uri() if _is_local_sqlite(uri) else None
-                return mlflow.create_experiment(experiment_name, artifact_location=location)
+                return mlflow.create_experiment(
+                    experiment_name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+                )
             except Exception as err:  # the store's own errors come in many types
                 if "locked" not in str(err) or attempt == 4:
                     raise TrackingError(f"MLflow store {uri}: {err}") from err
                 time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def short_number(value: float) -> str:
+    """A number as briefly as it reads exactly: 3.0 -> "3", 0.001 -> "0.001", 1e-05 -> "1e-05"."""
+    text = repr(float(value))
+    return text.removesuffix(".0")
+
+
+def run_name(train: TrainConfig, experiment: str | None = None) -> str:
+    """What a run trained, as its name in the UI: architecture, regulariser, λ, latent size, seed.
+
+    `small-mmd-l3-z8-s0` is the small networks with the MMD penalty, λ = 3, an 8-dimensional
+    latent space and seed 0; an experiment's name (DVC's) follows in brackets:
+    `small-mmd-l0.001-z8-s0 (bulky-tats)`.
+    """
+    name = (
+        f"{train.architecture}-{train.penalty}-l{short_number(train.lambda_)}"
+        f"-z{train.latent_dim}-s{train.seed}"
+    )
+    return f"{name} ({experiment})" if experiment else name
 
 
 def git_tags(repo: str | Path) -> dict[str, str]:
@@ -162,27 +200,43 @@ def training_run(
 ) -> Iterator[str]:
     """Open the run that records one trained model; yield its id.
 
-    Under `mlflow run`, MLFLOW_RUN_ID names a run MLflow already created: it is resumed.
+    Under `mlflow run`, MLFLOW_RUN_ID names a run MLflow already created: it is resumed (and
+    renamed `run_name`). CPU and memory use are recorded under `system/` while the run is open,
+    unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false.
     """
     import mlflow
 
     experiment_id = connect(root, experiment_name)
     existing = os.environ.get("MLFLOW_RUN_ID")
+    system_metrics = _system_metrics_enabled()
+    # Its start and stop are INFO lines in the middle of the stage's own output.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     if existing:
-        run = mlflow.start_run(run_id=existing)
+        run = mlflow.start_run(run_id=existing, log_system_metrics=system_metrics)
         if run.info.experiment_id != experiment_id:
             print(
                 f"warning: MLflow run {existing} is not in experiment {experiment_name!r}; "
                 f"pass --experiment-name {experiment_name} to `mlflow run`",
                 file=sys.stderr,
             )
+        if run_name:
+            mlflow.MlflowClient().update_run(existing, name=run_name)
     else:
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, log_system_metrics=system_metrics
+        )
     run_id = run.info.run_id
     with _run_guard(run_id):
         _log_new_params(run_id, params)
         mlflow.set_tags(dict(tags))
         yield run_id
+
+
+def _system_metrics_enabled() -> bool:
+    """On by default; MLflow's own switch, MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false, turns it off."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING as switch
+
+    return switch.get() if switch.defined else True
 
 
 @contextlib.contextmanager
@@ -231,6 +285,30 @@ def log_dict(obj: Mapping[str, Any], artifact_file: str) -> None:
     mlflow.log_dict(dict(obj), artifact_file)
 
 
+def log_dataset(
+    name: str,
+    source: str,
+    digest: str,
+    context: str,
+    features: Any,
+    targets: Any = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Record a NumPy dataset as the active run's input (the UI's Datasets column; search runs with
+    `dataset.name`, `dataset.digest`, `dataset.context`). `digest` is ours, not MLflow's hash of the
+    arrays, so that it equals the digest the run is tagged with."""
+    import warnings
+
+    import mlflow
+    import mlflow.data
+
+    with warnings.catch_warnings():
+        # A path source "can be interpreted in multiple ways" (MLflow registers two local-file kinds).
+        warnings.filterwarnings("ignore", message="The specified dataset source", category=UserWarning)
+        dataset = mlflow.data.from_numpy(features, source=source, targets=targets, name=name, digest=digest)
+    mlflow.log_input(dataset, context=context, tags=dict(tags or {}))
+
+
 def log_keras_model(model: Any, name: str, example_input: Any) -> str:
     """Log a Keras model with input/output signatures; return its model URI."""
     import mlflow
@@ -267,6 +345,127 @@ def register_model(model_uri: str, name: str, alias: str) -> str:
     return str(version.version)
 
 
+# ---------------------------------------------------------------------- the run's summary and the registry
+# Scores a reader compares first; any other score follows in the order `evaluate` wrote it.
+_FIRST = ("sample_fcd", "sample_confidence", "sample_class_entropy")
+PRIOR = "prior"  # the group of unprefixed scores: samples drawn from the prior, and the model's own
+
+
+def headline_scores(metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """Scores grouped by sampler: `gmm.sample_fcd` under `gmm`, unprefixed ones under `prior`.
+
+    Per-dimension latent statistics (`latent_mean_3`, ...) are left out: summaries, not headlines.
+    """
+    groups: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        sampler, _, score = key.rpartition(".")
+        if score.rsplit("_", 1)[-1].isdigit():
+            continue
+        groups.setdefault(sampler or PRIOR, {})[score] = float(value)
+    return groups
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def summary_markdown(metrics: Mapping[str, float], run_id: str, images: Mapping[str, str]) -> str:
+    """The run's description: one table of each sampler's scores, then pictures of the run.
+
+    `images` maps a caption to an artifact path of this run (`sample/samples.png`). They are linked
+    through the tracking server's `get-artifact` endpoint, relative to the UI's own address, so the
+    run page shows them wherever the server runs.
+    """
+    from urllib.parse import quote
+
+    groups = headline_scores(metrics)
+    samplers = sorted(groups, key=lambda name: (name != PRIOR, name))
+    scores = list(dict.fromkeys(score for name in samplers for score in groups[name]))
+    scores.sort(key=lambda score: _FIRST.index(score) if score in _FIRST else len(_FIRST))
+    lines = [
+        "**Scores** (`evaluate`, reports/metrics.json): lower is better for FCD, MSE, BCE and MMD; "
+        "`sample_class_entropy` is ln 10 = 2.303 when all digits come equally often.",
+        "",
+        "| score | " + " | ".join(samplers) + " |",
+        "| --- |" + " ---: |" * len(samplers),
+    ]
+    lines += [
+        f"| {score} | " + " | ".join(_cell(groups[name].get(score)) for name in samplers) + " |"
+        for score in scores
+    ]
+    for caption, path in images.items():
+        url = f"get-artifact?path={quote(path, safe='')}&run_uuid={run_id}"
+        lines += ["", f"**{caption}** (`{path}`)", "", f"![{caption}]({url})"]
+    return "\n".join(lines) + "\n"
+
+
+def describe_run(metrics: Mapping[str, float], images: Mapping[str, str]) -> None:
+    """Write the active run's Markdown description (the run page's "Description")."""
+    import mlflow
+
+    run_id = mlflow.active_run().info.run_id
+    mlflow.set_tag("mlflow.note.content", summary_markdown(metrics, run_id, images))
+
+
+def tag_registered_versions(run_id: str, metrics: Mapping[str, float]) -> list[str]:
+    """Tag each model version registered from `run_id` with the run's headline scores
+    (`sample_fcd`, `gmm.sample_fcd`, ...); return them as `name/version`."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    tags = {
+        (score if sampler == PRIOR else f"{sampler}.{score}"): f"{value:.6g}"
+        for sampler, scores in headline_scores(metrics).items()
+        for score, value in scores.items()
+    }
+    tagged = []
+    for version in _model_versions(client, f"run_id = '{run_id}'"):
+        for key, value in tags.items():
+            client.set_model_version_tag(version.name, version.version, key, value)
+        tagged.append(f"{version.name}/{version.version}")
+    return tagged
+
+
+def _model_versions(client: Any, query: str) -> list[Any]:
+    versions, token = [], None
+    while True:
+        page = client.search_model_versions(query, page_token=token)
+        versions += list(page)
+        token = page.token
+        if not token:
+            return versions
+
+
+def promote(model_name: str, alias: str, metric: str = "sample_fcd") -> Any:
+    """Point `alias` at the version of `model_name` with the lowest `metric` tag; return that version.
+
+    Versions are tagged with their scores when `evaluate` runs; one never evaluated is not a candidate.
+    Ties go to the newest version.
+    """
+    import math
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    scored = []
+    for version in _model_versions(client, f"name = '{model_name}'"):
+        with contextlib.suppress(KeyError, ValueError):
+            value = float(version.tags[metric])
+            if math.isfinite(value):
+                scored.append((value, -int(version.version), version))
+    if not scored:
+        raise TrackingError(
+            f"no version of registered model {model_name!r} has a {metric!r} score in "
+            f"{mlflow.get_tracking_uri()}; evaluate a model first (`dvc repro`)"
+        )
+    best = min(scored, key=lambda item: item[:2])[2]
+    try:
+        client.set_registered_model_alias(model_name, alias, best.version)
+    except Exception as err:  # MLflow refuses some names (`latest`, `v3`)
+        raise TrackingError(f"cannot set alias {alias!r} on {model_name}: {err}") from err
+    return best
+
+
 def write_run_ref(path: str | Path, run_id: str, root: str | Path, experiment_name: str) -> None:
     write_json(path, {"run_id": run_id, "tracking_uri": tracking_uri(root), "experiment": experiment_name})
 
@@ -279,3 +478,94 @@ def read_run_ref(path: str | Path) -> dict[str, str]:
     if not isinstance(ref, dict) or not {"run_id", "tracking_uri"} <= ref.keys():
         raise TrackingError(f"{path}: malformed MLflow run reference {ref!r}")
     return ref
+
+
+def runs_url(base: str, experiment_id: str) -> str:
+    """The UI page listing an experiment's runs.
+
+    MLflow 3.17's UI chooses an experiment's page from its own "GenAI | Model training" switch (GenAI
+    until a user flips it; remembered per browser), not from the experiment's kind tag: the link sets it.
+    """
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def _settings(params_file: Path) -> Any:
+    from wae.config import MlflowConfig, load_params
+
+    return load_params(params_file).mlflow if params_file.is_file() else MlflowConfig()
+
+
+def _open_store() -> str:
+    """Point MLflow at MLFLOW_TRACKING_URI or ./mlflow.db, which must exist; return the URI."""
+    import mlflow
+
+    uri = tracking_uri(Path.cwd())
+    if _is_local_sqlite(uri) and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingError(
+            f"no MLflow store at {uri}; run this in the repository or set MLFLOW_TRACKING_URI"
+        )
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m wae.tracking promote --alias champion` and `python -m wae.tracking url`.
+
+    The store is MLFLOW_TRACKING_URI, else ./mlflow.db; names default to params.yaml's `mlflow` section.
+    """
+    import argparse
+
+    import mlflow
+
+    parser = argparse.ArgumentParser(prog="python -m wae.tracking", description=main.__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    promote_cmd = commands.add_parser(
+        "promote",
+        help="move an alias to the registered decoder version with the best (lowest) score",
+        description="Move ALIAS to the version of the registered model with the lowest METRIC tag "
+        "(set on each version by `evaluate`). The store: MLFLOW_TRACKING_URI, else ./mlflow.db.",
+    )
+    promote_cmd.add_argument("--alias", required=True, help="the alias to move, e.g. champion")
+    promote_cmd.add_argument(
+        "--model", help="registered model (default: params.yaml mlflow.registered_model_name)"
+    )
+    promote_cmd.add_argument(
+        "--metric", default="sample_fcd", help="a lower-is-better score (default: sample_fcd)"
+    )
+    url_cmd = commands.add_parser(
+        "url",
+        help="the UI page that lists the experiment's runs",
+        description="Print the address of the UI page listing the runs of the experiment "
+        "(params.yaml mlflow.experiment_name) on a UI at BASE.",
+    )
+    url_cmd.add_argument(
+        "--base",
+        help="the UI's address (default: MLFLOW_TRACKING_URI when it is a server, else http://127.0.0.1:5000)",
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        settings = _settings(Path("params.yaml"))
+        uri = _open_store()
+        if args.command == "url":
+            experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+            if experiment is None:
+                raise TrackingError(
+                    f"no experiment {settings.experiment_name!r} in {uri} yet: run `dvc repro`"
+                )
+            base = args.base or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")
+            print(runs_url(base, experiment.experiment_id))
+            return
+        model = args.model or settings.registered_model_name
+        best = promote(model, args.alias, args.metric)
+    except WAEError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(
+        f"{model}@{args.alias} -> version {best.version} ({args.metric} {best.tags[args.metric]}, run {best.run_id})"
+    )
+
+
+if __name__ == "__main__":
+    main()
