@@ -33,7 +33,8 @@ REPORTS = REPO / "reports/evaluate"
 
 
 def main() -> None:
-    config = params().evaluate
+    p = params()
+    config = p.evaluate
     tf.config.experimental.enable_op_determinism()  # same inputs, same metrics.json, bit for bit
     wae = load_trained(MODELS)
     judge = load_classifier(CLASSIFIER)
@@ -54,6 +55,8 @@ def main() -> None:
         # MLflow params are immutable: settings of an evaluate-only rerun are recorded as tags.
         tracking.set_tags({f"evaluate.{k}": str(v) for k, v in dataclasses.asdict(config).items()})
         tracking.log_metrics(result.metrics)
+        # The params the run's scores now stand for: a study finds its members by it (wae.studies).
+        tracking.set_tags({"scores.params_digest": p.scores_digest()})
         tracking.log_artifact(METRICS, "evaluate")
         for name in figures:
             tracking.log_artifact(REPORTS / name, "evaluate")
