@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,17 @@ def dvc(*args: str, capture: bool = True) -> str:
     return result.stdout if capture else ""
 
 
-def queue_states() -> dict[str, tuple[str, str]]:
-    """DVC experiments of this baseline by scores digest: (state, name); state is queued, running,
-    success, failed or stale (running in DVC's eyes, but its process is gone). A member queued twice
-    shows its most active state."""
+@dataclass(frozen=True)
+class Experiment:
+    """A DVC experiment of this baseline, queued or run."""
+
+    name: str
+    state: str  # queued, running, success, failed, or stale: running in DVC's eyes, its process gone
+    digest: str | None  # of the params its scores would stand for; None when they do not validate today
+
+
+def experiments() -> list[Experiment]:
+    """The experiments `dvc exp show` lists for this baseline."""
     for attempt in range(6):
         try:
             shown = dvc("exp", "show", "--json")
@@ -64,22 +72,45 @@ def queue_states() -> dict[str, tuple[str, str]]:
             if attempt == 5:
                 raise
             time.sleep(5)
-    states: dict[str, tuple[str, str]] = {}
+    found = []
     for baseline in json.loads(shown or "[]"):
         for experiment in baseline.get("experiments") or []:
             executor = experiment.get("executor") or {}
-            data = (experiment["revs"][0].get("data") or {}).get("params", {}).get("params.yaml", {})
+            revision = experiment["revs"][0]
+            data = (revision.get("data") or {}).get("params", {}).get("params.yaml", {})
             try:
                 digest = params_from_dict(data.get("data")).scores_digest()
             except WAEError:
-                continue  # an experiment of other, older params: not a member
+                digest = None  # an experiment of older params: not a member
             state = executor.get("state") or "success"
             pid = (executor.get("local") or {}).get("pid")
             if state == "running" and pid and not psutil.pid_exists(pid):
-                state = "stale"  # its process is gone (a crash, a reboot): DVC would show it running forever
-            if digest not in states or state in ACTIVE:
-                states[digest] = (state, experiment.get("name") or experiment["revs"][0]["rev"][:7])
-    return states
+                state = "stale"  # a crash or a reboot: DVC would show it running for ever
+            found.append(Experiment(experiment.get("name") or revision["rev"][:7], state, digest))
+    return found
+
+
+def by_digest(found: list[Experiment]) -> dict[str, Experiment]:
+    """The experiment of each digest; of a member queued more than once, the queued or running one."""
+    chosen: dict[str, Experiment] = {}
+    for experiment in found:
+        if experiment.digest and (experiment.digest not in chosen or experiment.state in ACTIVE):
+            chosen[experiment.digest] = experiment
+    return chosen
+
+
+def state_of(member: Member, chosen: dict[str, Experiment]) -> str:
+    return chosen[member.digest].state if member.digest in chosen else ""
+
+
+def free_name(member: Member, taken: set[str]) -> str:
+    """The member's experiment name, or name-2, name-3, ... when a successful experiment has it (one
+    that left no scored run, say in a store since deleted): DVC keeps that one."""
+    name, n = member.name, 1
+    while name in taken:
+        n += 1
+        name = f"{member.name}-{n}"
+    return name
 
 
 def scored_runs(experiment: str) -> dict[str, tracking.RunRecord]:
@@ -106,11 +137,9 @@ def wait(study: Study, todo: list[Member]) -> None:
     digests = {m.digest for m in todo}
     last = None
     while True:
-        states = queue_states()
-        counts = {
-            s: sum(states.get(d, ("",))[0] == s for d in digests)
-            for s in (*ACTIVE, "success", "failed", "stale")
-        }
+        chosen = by_digest(experiments())
+        states = [chosen[d].state if d in chosen else "" for d in digests]
+        counts = {s: states.count(s) for s in (*ACTIVE, "success", "failed", "stale")}
         line = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         if line != last:
             print(f"study {study.name}: {line} ({time.strftime('%H:%M:%S')})")
@@ -124,28 +153,32 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
     experiment = params_from_dict(base).mlflow.experiment_name
     grid = members(study, base)  # fails here, before any work, on a bad member
     done = scored_runs(experiment)  # also creates the store and experiment before parallel workers
-    states = queue_states()
-    pending = [m for m in grid if m.digest not in done and states.get(m.digest, ("",))[0] in ACTIVE]
+    found = experiments()
+    chosen = by_digest(found)
+    pending = [m for m in grid if m.digest not in done and state_of(m, chosen) in ACTIVE]
     missing = [m for m in grid if m.digest not in done and m not in pending]
     for member in missing:
-        state, name = states.get(member.digest, ("", ""))
-        if state == "stale":  # mark it failed in DVC's queue, and run it again
+        if state_of(member, chosen) == "stale":  # mark it failed in DVC's queue, and run it again
+            name = chosen[member.digest].name
             print(f"{name} was running when its process ended (a crash or a reboot): queued again")
             with contextlib.suppress(WAEError):  # tidying only
                 dvc("queue", "kill", name)
     print(
-        f"study {study.name}: {len(grid)} members; {len(grid) - len(pending) - len(missing)} done, "
+        f"study {study.name}: {len(grid)} in all, {len(grid) - len(pending) - len(missing)} done, "
         f"{len(pending)} already in DVC's queue, {len(missing)} to queue"
     )
     if missing:
         # The data and the judge, once, in the workspace: queued members restore them from the run cache.
         dvc("repro", "classifier", capture=False)
+        taken = {e.name for e in found if e.state == "success"}  # DVC refuses those names again
         for member in missing:
-            # -f: an experiment of that name (same params) that left no scored run is replaced.
-            dvc("exp", "run", "--queue", "-f", "-n", member.name, *override_args(member))
-            print(f"queued {member.name}: {' '.join(override_args(member))}")
+            # No --force: it would also rerun the stages that the run cache can restore.
+            name = free_name(member, taken)
+            dvc("exp", "run", "--queue", "-n", name, *override_args(member))
+            taken.add(name)
+            print(f"queued {name}: {' '.join(override_args(member))}")
     if missing or pending:
-        if missing or any(states[m.digest][0] == "queued" for m in pending):
+        if missing or any(state_of(m, chosen) == "queued" for m in pending):
             dvc("queue", "start", "-j", str(jobs), capture=False)
         try:
             wait(study, missing + pending)
@@ -156,7 +189,7 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
                 file=sys.stderr,
             )
             return 130
-        if not any(state in ACTIVE for state, _ in queue_states().values()):
+        if not any(e.state in ACTIVE for e in experiments()):
             dvc("queue", "stop", capture=False)  # the idle workers would otherwise stay
     return report(study, base, grid)
 
@@ -213,9 +246,9 @@ def report(study: Study, base: dict[str, Any], grid: list[Member] | None = None)
             f"note: {len(elsewhere)} member runs stay grouped under another study's run (tagged study.{study.name})"
         )
     if missing:
-        states = queue_states()
+        chosen = by_digest(experiments())
         for member in missing:
-            state = states.get(member.digest, ("",))[0]
+            state = state_of(member, chosen)
             why = {
                 "failed": f"failed: `dvc queue logs {member.name}` says why",
                 "stale": "its process ended unexpectedly",

@@ -84,7 +84,7 @@ def test_a_study_queues_its_members_once_resumes_after_ctrl_c_and_reports_mean_a
     assert "interrupted: the queue keeps running" in first
 
     second = sh(make("study"), root, env, timeout=900).stdout
-    assert "2 members;" in second and ", 0 to queue" in second, second[-3000:]
+    assert "2 in all, " in second and ", 0 to queue" in second, second[-3000:]
     assert "queued tiny" not in second
 
     # The report: mean ± std over the two seeds, for every score the runs hold.
