@@ -2,6 +2,8 @@
 #   make repro   set up, then run the DVC pipeline (prepare -> classifier/train -> sample -> evaluate)
 #   make setup   only the set-up (PYTHON=python3.12 picks the interpreter; default: newest of 3.13-3.11)
 #   make test    set up, then the test suite (`make test PYTEST_ARGS="-k data"` for a part)
+#   make study STUDY=regularisers   a named study (src/wae/studies.py): queue, run, report (docs/studies.md)
+#   make study-report STUDY=...     only its report, from MLflow
 #   make ui      open the MLflow UI on http://127.0.0.1:5000 (runs of this repo's store; prints their page)
 #   make lint    ruff check + format check
 #   make lock    re-resolve requirements.in into requirements.lock (needs network)
@@ -16,10 +18,16 @@ BIN := $(VENV)/bin
 TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 PYTEST_ARGS ?=
+# make study: which study, and how many of its experiments run at a time (dvc queue start -j).
+# On a 2-core machine one at a time is as fast as two (docs/studies.md).
+STUDY ?=
+JOBS ?= 1
+# A study of your own: STUDY=mine STUDY_ARGS="--vary train.lr=0.001,0.002 --seeds 0,1"
+STUDY_ARGS ?=
 # DVC stages run `python stages/...`: make that the virtualenv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro exp test ui lint format lock check-lock bench clean-venv
+.PHONY: setup repro exp study study-report test ui lint format lock check-lock bench clean-venv
 
 setup: $(STAMP)
 
@@ -35,6 +43,14 @@ repro: $(STAMP)
 # A named preset (src/wae/presets.py) as one DVC experiment: make exp PRESET=post
 exp: $(STAMP)
 	$(BIN)/dvc exp run $$($(BIN)/python -m wae.presets $(PRESET))
+
+# A study: every member (setting x seed) as a queued DVC experiment, then its report from MLflow.
+# Members already done are not rerun; interrupted, it carries on where the queue stands.
+study: $(STAMP)
+	$(BIN)/python scripts/study.py run $(STUDY) --jobs $(JOBS) $(STUDY_ARGS)
+
+study-report: $(STAMP)
+	$(BIN)/python scripts/study.py report $(STUDY) $(STUDY_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check src stages tests benchmarks scripts

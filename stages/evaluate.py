@@ -62,6 +62,8 @@ def main() -> None:
         # MLflow params are immutable: settings of an evaluate-only rerun are recorded as tags.
         tracking.set_tags({f"evaluate.{k}": str(v) for k, v in dataclasses.asdict(config).items()})
         tracking.log_metrics(result.metrics)
+        # The params the run's scores now stand for: a study finds its members by it (wae.studies).
+        tracking.set_tags({"scores.params_digest": p.scores_digest()})
         tracking.log_artifact(files.metrics, "evaluate")
         for name in figures:
             tracking.log_artifact(files.reports / name, "evaluate")

@@ -274,6 +274,16 @@ class Params:
         chosen = {k: v for k, v in to_dict(self).items() if not sections or k in sections}
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 
+    def scores_digest(self) -> str:
+        """A short hash of every setting that `evaluate`'s scores depend on: the data split, the judge,
+        the training, the samples and the scoring. Left out: where the data files come from (not what
+        they hold) and where runs are recorded. `evaluate` tags it on the run it scores; a study finds
+        its members by it (wae.studies)."""
+        chosen = to_dict(self)
+        del chosen["mlflow"]
+        chosen["data"] = {k: v for k, v in chosen["data"].items() if k not in ("source", "mirrors")}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
 
 def _yaml_key(name: str) -> str:
     return name.rstrip("_")

@@ -284,3 +284,101 @@ def evaluate_figures(
     if history is not None:
         figures["training_curves.png"] = training_curves(history)
     return figures
+
+
+# --- Studies (wae.studies, wae.study_report) ----------------------------------------------------
+
+
+def _study_panels(summary: pd.DataFrame, metrics: list[str]) -> tuple[Figure, list, list[str]]:
+    shown = [m for m in metrics if m in set(summary["metric"])]
+    if not shown:
+        raise ValueError(f"no member has any of the metrics {metrics}")
+    figure, axes = _panels(len(shown), 3, (4.2, 3.2))
+    return figure, axes, shown
+
+
+def _sampler_styles(summary: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Each sampler's colour and legend label ('' is the model's scores, which have no sampler)."""
+    samplers = sorted(set(summary["sampler"]), key=lambda s: (s != "", s != "prior", s))
+    cmap = matplotlib.colormaps["tab10"]
+    return {s: (cmap(i), s or "model") for i, s in enumerate(samplers)}
+
+
+def study_bars(summary: pd.DataFrame, values: pd.DataFrame, metrics: list[str], title: str) -> Figure:
+    """One panel per metric: a bar per setting (and sampler) at the mean over seeds, an error bar
+    of ± one std, and each seed's value as a dot. Frames as in wae.study_report."""
+    figure, axes, shown = _study_panels(summary, metrics)
+    styles = _sampler_styles(summary)
+    settings = summary.drop_duplicates("order").sort_values("order")
+    positions = {order: i for i, order in enumerate(settings["order"])}
+    for ax, metric in zip(axes, shown, strict=True):
+        part = summary[summary["metric"] == metric]
+        samplers = [s for s in styles if s in set(part["sampler"])]
+        width = 0.8 / len(samplers)
+        for k, sampler in enumerate(samplers):
+            colour, label = styles[sampler]
+            rows = part[part["sampler"] == sampler]
+            offset = (k - (len(samplers) - 1) / 2) * width
+            x = np.array([positions[o] for o in rows["order"]]) + offset
+            ax.bar(
+                x,
+                rows["mean"],
+                width * 0.9,
+                yerr=rows["std"].fillna(0),
+                capsize=3,
+                color=colour,
+                alpha=0.6,
+                label=label if len(samplers) > 1 else None,
+            )
+            seeds = values[(values["metric"] == metric) & (values["sampler"] == sampler)]
+            ax.plot(
+                np.array([positions[o] for o in seeds["order"]]) + offset,
+                seeds["value"],
+                "o",
+                color="black",
+                ms=2.5,
+            )
+        ax.set_xticks(range(len(settings)), [str(s) for s in settings["setting"]], fontsize=8)
+        ax.set_title(metric, fontsize=10)
+        if len(samplers) > 1:
+            ax.legend(fontsize=7)
+    figure.suptitle(title)
+    return figure
+
+
+def study_curves(
+    summary: pd.DataFrame, values: pd.DataFrame, metrics: list[str], title: str, x_label: str, log_x: bool
+) -> Figure:
+    """One panel per metric against the varied value: mean over seeds with ± one std error bars,
+    one line per sampler, each seed's value as a dot; the x axis logarithmic when `log_x`."""
+    figure, axes, shown = _study_panels(summary, metrics)
+    styles = _sampler_styles(summary)
+    ticks = sorted({float(s) for s in summary["setting"]})
+    for ax, metric in zip(axes, shown, strict=True):
+        part = summary[summary["metric"] == metric]
+        for sampler in [s for s in styles if s in set(part["sampler"])]:
+            colour, label = styles[sampler]
+            rows = part[part["sampler"] == sampler].sort_values("setting")
+            x = rows["setting"].astype(float)
+            ax.errorbar(
+                x,
+                rows["mean"],
+                yerr=rows["std"].fillna(0),
+                marker="o",
+                ms=4,
+                capsize=3,
+                color=colour,
+                label=label,
+            )
+            seeds = values[(values["metric"] == metric) & (values["sampler"] == sampler)]
+            ax.plot(seeds["setting"].astype(float), seeds["value"], ".", color=colour, alpha=0.4, ms=4)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel(x_label)
+        ax.set_title(metric, fontsize=10)
+        if len(set(part["sampler"])) > 1:
+            ax.legend(fontsize=7)
+    figure.suptitle(title)
+    return figure

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -569,3 +570,93 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- Studies (scripts/study.py): finding members' runs, and the run that groups them ---------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a study needs of a run: its id, state, tags and latest metric values."""
+
+    run_id: str
+    status: str
+    end_time: int  # milliseconds since the epoch; 0 while running
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def search_runs(root: str | Path, experiment_name: str, filter_string: str = "") -> list[RunRecord]:
+    """Every run of the experiment that matches an MLflow search filter, newest first."""
+    import mlflow
+
+    experiment_id = connect(root, experiment_name)
+    client = mlflow.MlflowClient()
+    found, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string,
+            max_results=1000,
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        found += [
+            RunRecord(
+                r.info.run_id, r.info.status, r.info.end_time or 0, dict(r.data.tags), dict(r.data.metrics)
+            )
+            for r in page
+        ]
+        token = page.token
+        if not token:
+            return found
+
+
+STUDY_TAG = "study"  # on a study's own run: the study's name
+
+
+def study_run(root: str | Path, experiment_name: str, study_name: str) -> str:
+    """The id of the run that holds a study's report: the existing one, else a new one."""
+    import mlflow
+
+    existing = search_runs(root, experiment_name, f"tags.{STUDY_TAG} = '{study_name}'")
+    if existing:
+        return existing[0].run_id
+    experiment_id = connect(root, experiment_name)
+    run = mlflow.MlflowClient().create_run(
+        experiment_id, run_name=f"study-{study_name}", tags={STUDY_TAG: study_name}
+    )
+    return run.info.run_id
+
+
+def adopt_members(parent_id: str, study_name: str, members: Mapping[str, str]) -> list[str]:
+    """Make runs (run id -> member name) children of a study's run, so the UI groups them under it,
+    and tag each `study.<name>` with its member name. A run has one parent: one that already belongs
+    to another study's run stays there (it is still tagged); their ids are returned."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    elsewhere = []
+    for run_id, name in members.items():
+        parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        if parent in (None, "", parent_id):
+            client.set_tag(run_id, "mlflow.parentRunId", parent_id)
+        else:
+            elsewhere.append(run_id)
+        client.set_tag(run_id, f"{STUDY_TAG}.{study_name}", name)
+    return elsewhere
+
+
+def log_study(run_id: str, metrics: Mapping[str, float], folder: str | Path, tags: Mapping[str, str]) -> None:
+    """Log a study's aggregated metrics, its report folder (as artifacts) and tags; end the run FINISHED."""
+    import mlflow
+    from mlflow.entities import Metric, RunTag
+
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for start in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[start : start + 1000])
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_artifacts(run_id, str(folder))
+    client.set_terminated(run_id, "FINISHED")
