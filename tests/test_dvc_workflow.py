@@ -56,7 +56,7 @@ def test_a_committed_pipeline_compares_itself_with_an_edit_and_code_changes_reru
     assert "HEAD" in shown and "workspace" in shown and "failed to load" not in shown
 
     plots = json.loads(sh(["dvc", "plots", "diff", "--json"], root, env).stdout)["data"]
-    (curves,) = plots["Reconstruction cost"]
+    (curves,) = plots["Training curves"]
     assert set(curves["revisions"]) == {"workspace", "HEAD"}
     assert {"HEAD", "workspace"} <= {image["revisions"][0] for image in plots["reports/sample/samples.png"]}
 
