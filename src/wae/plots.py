@@ -136,6 +136,7 @@ def latent_view_figures(
     interpolations: np.ndarray,
     interpolation_labels: list[str],
     traversal: np.ndarray,
+    traversal_span: float,
     latent_dim: int,
     prior_std: float,
 ) -> dict[str, Figure]:
@@ -143,7 +144,7 @@ def latent_view_figures(
     return {
         "reconstructions.png": reconstructions_figure(originals, reconstructions),
         "interpolations.png": interpolations_figure(interpolations, interpolation_labels),
-        "traversal.png": traversal_figure(traversal, latent_dim, prior_std),
+        "traversal.png": traversal_figure(traversal, latent_dim, prior_std, traversal_span),
     }
 
 

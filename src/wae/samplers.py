@@ -38,17 +38,16 @@ PRIOR = "prior"  # the sampler whose draws are the post's samples: samples/sampl
 class LatentSampler(ABC):
     """Draws latent codes (n, latent_dim) for the decoder."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by `register`
+    uses_codes: ClassVar[bool] = True  # whether `fit` needs the encoded training digits
 
     @classmethod
     @abstractmethod
     def fit(
         cls, codes: np.ndarray | None, latent_dim: int, prior_std: float, config: SampleConfig
     ) -> LatentSampler:
-        """Fit to encoded training codes (N, latent_dim) (`codes` is None for a sampler with `uses_codes`
-        False), with its params from `config`."""
-
-    uses_codes: ClassVar[bool] = True  # whether `fit` needs the encoded training digits
+        """Fit to encoded training codes (N, latent_dim) (None when `uses_codes` is False), with
+        its params from `config`."""
 
     @abstractmethod
     def sample(self, n: int, seed: int) -> np.ndarray:

@@ -109,6 +109,7 @@ class LatentViews:
     interpolations: np.ndarray  # (n_pairs, steps, 28, 28, 1)
     interpolation_labels: list[str]  # "3 → 8" per row
     traversal: np.ndarray  # (rows, steps, 28, 28, 1), see `traversal_codes`
+    traversal_span: float = TRAVERSAL_RANGE  # the traversal's columns run from -span to +span prior stds
 
 
 def latent_views(
