@@ -59,6 +59,20 @@ def test_an_optional_value_is_included_only_where_the_config_accepts_it(base):
     assert [m.setting for m in studies.members(study, base)] == ["mmd", "gan"]
 
 
+def test_overrides_of_one_value_apply_to_its_members_only(base):
+    study = Study(
+        "pens",
+        "penalties",
+        "train.penalty",
+        ("mmd", "gan"),
+        seeds=(0, 1),
+        per_value={"gan": {"train.lambda": 1.0}},
+    )
+
+    lambdas = {(m.setting, m.params.train.lambda_) for m in studies.members(study, base)}
+    assert lambdas == {("mmd", base["train"]["lambda"]), ("gan", 1.0)}
+
+
 def test_members_that_would_train_the_same_model_are_refused(base):
     study = Study("evals", "scoring seeds", "evaluate.seed", (1, 2), seeds=(0,))
 
@@ -74,6 +88,8 @@ def test_members_that_would_train_the_same_model_are_refused(base):
         ({"seeds": (0, 0)}, "seeds"),
         ({"values": ()}, "values"),
         ({"fixed": {"train.lambda": 1.0}}, "fixed"),
+        ({"per_value": {5.0: {"train.epochs": 1}}}, "per_value"),
+        ({"per_value": {1.0: {"train.seed": 1}}}, "per_value"),
         (
             {"values": ("mmd",), "vary": "train.penalty", "plots": (Plot("x.png", ("sample_fcd",), True),)},
             "plots",
