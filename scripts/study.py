@@ -265,6 +265,7 @@ def definition(study: Study, grid: list[Member], runs: dict[str, tracking.RunRec
         "vary": study.vary,
         "seeds": list(study.seeds),
         "fixed": dict(study.fixed),
+        "per_value": {str(k): dict(v) for k, v in study.per_value.items()},
         "metrics": list(study.metrics),
         "members": [
             {

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from matplotlib.container import ErrorbarContainer
+from project import make_project, project_env, sh
 
 from wae import studies, study_report
 from wae.atomic import save_figure
@@ -57,6 +59,20 @@ def test_an_optional_value_is_included_only_where_the_config_accepts_it(base):
     assert [m.setting for m in studies.members(study, base)] == ["mmd", "gan"]
 
 
+def test_overrides_of_one_value_apply_to_its_members_only(base):
+    study = Study(
+        "pens",
+        "penalties",
+        "train.penalty",
+        ("mmd", "gan"),
+        seeds=(0, 1),
+        per_value={"gan": {"train.lambda": 1.0}},
+    )
+
+    lambdas = {(m.setting, m.params.train.lambda_) for m in studies.members(study, base)}
+    assert lambdas == {("mmd", base["train"]["lambda"]), ("gan", 1.0)}
+
+
 def test_members_that_would_train_the_same_model_are_refused(base):
     study = Study("evals", "scoring seeds", "evaluate.seed", (1, 2), seeds=(0,))
 
@@ -72,6 +88,8 @@ def test_members_that_would_train_the_same_model_are_refused(base):
         ({"seeds": (0, 0)}, "seeds"),
         ({"values": ()}, "values"),
         ({"fixed": {"train.lambda": 1.0}}, "fixed"),
+        ({"per_value": {5.0: {"train.epochs": 1}}}, "per_value"),
+        ({"per_value": {1.0: {"train.seed": 1}}}, "per_value"),
         (
             {"values": ("mmd",), "vary": "train.penalty", "plots": (Plot("x.png", ("sample_fcd",), True),)},
             "plots",
@@ -169,3 +187,32 @@ def test_the_plots_draw_error_bars_per_setting_or_against_a_log_axis(base, tmp_p
     panel = bars.axes[0]
     assert [t.get_text() for t in panel.get_xticklabels()] == ["mmd", "gan"]
     assert [p.get_height() for p in panel.patches] == pytest.approx([20.5, 20.5])
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, data_home_session: Path) -> tuple[Path, dict[str, str]]:
+    """One committed copy of the project for the command-line cases: none of them may write anything."""
+    env = project_env(data_home_session)
+    root = tmp_path_factory.mktemp("studies") / "project"
+    root.mkdir()
+    return make_project(root, env), env
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "nope"], "unknown study 'nope'; choose one of: regularisers, lambda"),
+        (["run", "mine", "--vary", "train.lamda=1,2"], "unknown key train.lamda; did you mean train.lambda?"),
+        (["run", "mine", "--vary", "train.lambda=1,2", "--seeds", "0,0"], "seeds = [0, 0] is not allowed"),
+        (["run", "mine", "--vary", "train.lambda=-1"], "train.lambda = -1.0 is not allowed"),
+        (["run", "lambda", "--jobs", "0"], "--jobs 0: expected a number of experiments >= 1"),
+        (["report", "lambda", "--seeds", "0"], "a named study takes none"),
+    ],
+)
+def test_a_bad_study_fails_before_any_work_naming_what_is_wrong(project, args, message):
+    root, env = project
+    result = sh([sys.executable, "scripts/study.py", *args], root, env, check=False)
+
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (root / "mlflow.db").exists() and not (root / "reports").exists()
+    assert not (root / ".dvc/tmp/exps").exists(), "nothing was queued"

@@ -116,6 +116,9 @@ def test_a_study_queues_its_members_once_resumes_after_ctrl_c_and_reports_mean_a
         r.info.status == "FINISHED" and r.data.tags["study.tiny"].startswith("tiny-10-s") for r in children
     )
     assert {r.info.run_id for r in children} == set(members["run_id"])
+    for run in children:  # two members wrote to one SQLite store at the same time
+        log = sh(["dvc", "queue", "logs", run.data.tags["study.tiny"]], root, env).stdout
+        assert "database is locked" not in log and "Traceback" not in log, log[-3000:]
 
     # Run again: everything is done, nothing is queued or trained, the same study run is reused.
     count = len(runs(root))

@@ -67,6 +67,8 @@ class Study:
     values: tuple[Any, ...]
     seeds: tuple[int, ...] = SEEDS
     fixed: Mapping[str, Any] = field(default_factory=dict)  # overrides shared by every member
+    # Overrides for the members of one value only (say a regulariser's own λ), by value.
+    per_value: Mapping[Any, Mapping[str, Any]] = field(default_factory=dict)
     # Values included only where params validation accepts them (a regulariser that may not exist).
     optional_values: tuple[Any, ...] = ()
     metrics: tuple[str, ...] = MAIN_METRICS
@@ -100,6 +102,10 @@ class Study:
         )
         clash = {self.vary, SEED_KEY} & set(self.fixed)
         check(not clash, "fixed", dict(self.fixed), f"no value for {' or '.join(sorted(clash))}")
+        for value, overrides in self.per_value.items():
+            clash = {self.vary, SEED_KEY} & set(overrides)
+            check(value in values, "per_value", value, f"one of the values {list(values)}")
+            check(not clash, "per_value", dict(overrides), f"no value for {' or '.join(sorted(clash))}")
         check(len(self.metrics) > 0, "metrics", list(self.metrics), "at least one metric")
         for plot in self.plots:
             check(set(plot.metrics) <= set(self.metrics), "plots", plot.file, "metrics among the study's")
@@ -202,7 +208,12 @@ def members(study: Study, base: Mapping[str, Any]) -> list[Member]:
     trained: dict[str, Member] = {}
     for setting in settings:
         for seed in study.seeds:
-            overrides = {study.vary: setting, **study.fixed, SEED_KEY: seed}
+            overrides = {
+                study.vary: setting,
+                **study.fixed,
+                **study.per_value.get(setting, {}),
+                SEED_KEY: seed,
+            }
             try:
                 params = params_from_dict(apply_overrides(base, overrides))
             except ConfigError as err:
@@ -223,7 +234,9 @@ def members(study: Study, base: Mapping[str, Any]) -> list[Member]:
 
 def _accepted(study: Study, base: Mapping[str, Any], value: Any) -> bool:
     try:
-        params_from_dict(apply_overrides(base, {study.vary: value, **study.fixed}))
+        params_from_dict(
+            apply_overrides(base, {study.vary: value, **study.fixed, **study.per_value.get(value, {})})
+        )
     except ConfigError:
         return False
     return True

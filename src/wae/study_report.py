@@ -100,7 +100,7 @@ def summarise(study: Study, values: pd.DataFrame) -> pd.DataFrame:
 
 
 def mean_pm_std(mean: float, std: float) -> str:
-    """`25.1 ± 0.4`: the std to two significant digits, the mean to the same decimal place."""
+    """`25.12 ± 0.43`: the std to two significant digits, the mean to the same decimal place."""
     if not math.isfinite(std):
         return f"{mean:.4g}"
     if std == 0:
