@@ -5,8 +5,10 @@ One trained model is one MLflow run. `train` opens it (`training_run`); `sample`
 small JSON file (`write_run_ref` / `read_run_ref`). Whatever goes wrong inside, the run
 ends FAILED (or KILLED on Ctrl-C / SIGTERM) with the reason as a tag, never stuck RUNNING.
 
-The experiment is a model-training one (its UI opens on the runs), and each run is named
-after what it trained (`run_name`).
+The experiment is tagged as a model-training one, each run is named after what it trained
+(`run_name`), holds its input dataset, the machine's load while training and, once evaluated, a
+summary (`describe_run`); registered decoder versions carry their scores (`promote` picks the best).
+`python -m wae.tracking` has the command-line side: `promote`, and `url` for the runs' page.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ if TYPE_CHECKING:
 
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
-# MLflow's UI opens an experiment without this tag on its GenAI overview (traces, token usage);
-# `custom_model_development` makes it open on the runs.
+# What kind of experiment this is, for MLflow: model training, not GenAI (traces, token usage).
+# MLflow 3.17's own UI opens experiments by its GenAI / Model training switch instead: see `runs_url`.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 
