@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from project import make_project, project_env, sh, write_params
+from project import make_project, project_env, sh, stage_command, write_params
 from servers import HOST, free_port, start_mlflow_server
 
 HERE = Path(__file__).resolve()
@@ -454,6 +454,9 @@ def test_two_workers_train_the_pipeline_like_one_device(team, team_server, tmp_p
     """
     laptop, team_origin, _, env = team
     commit, clone_and_pull, chief, other = doc_blocks("Several workers with `TF_CONFIG`")[:4]
+    assert other[-1] == " ".join(stage_command("train")), (
+        "the documented command is the stage's, as dvc.yaml runs it"
+    )
     origin = tmp_path / "origin.git"  # a copy: the commit pushed below stays out of the other tests
     sh(["git", "clone", "-q", "--bare", str(team_origin), str(origin)], tmp_path, env)
     planner = tmp_path / "planner"
@@ -508,7 +511,7 @@ def test_two_workers_in_one_folder_leave_one_mlflow_run(tiny_project) -> None:
     write_params(root, {"train": {"strategy": "multi_worker", "epochs": 1}})
     sh(["dvc", "repro", "prepare"], root, env)
     cluster = {"worker": [f"{HOST}:{free_port()}", f"{HOST}:{free_port()}"]}
-    commands = ["dvc repro --force --single-item train", "python stages/train.py"]
+    commands = ["dvc repro --force --single-item train", " ".join(stage_command("train"))]
     workers = []
     try:
         for index, command in enumerate(commands):
