@@ -58,7 +58,7 @@ test: $(STAMP)
 
 # The runs' page (MLflow's UI opens experiments on its GenAI overview unless told otherwise).
 ui: $(STAMP)
-	@MLFLOW_TRACKING_URI= $(BIN)/python -m wae.tracking url | sed 's/^/Runs: /' || true
+	@MLFLOW_TRACKING_URI= $(BIN)/python -m wae.tracking url 2>/dev/null | sed 's/^/Runs: /' || true
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
 
 lint: $(STAMP)
