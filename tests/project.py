@@ -38,6 +38,11 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]) -
     return merged
 
 
+def shipped_with(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The shipped params.yaml, parsed, with some keys changed (params.yaml must hold every key)."""
+    return merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+
+
 def write_params(root: Path, overrides: Mapping[str, Mapping[str, Any]]) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides), sort_keys=False))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
+from project import shipped_with
 
 from wae import metrics
 from wae.config import ConfigError, ConfigWarning, TrainConfig, params_from_dict
@@ -133,23 +134,23 @@ def test_train_penalty_names_a_registered_regulariser():
     with pytest.raises(
         ConfigError, match=r"train\.penalty = 'vae' is not allowed; expected one of 'mmd', 'gan'"
     ):
-        params_from_dict({"train": {"penalty": "vae"}})
+        params_from_dict(shipped_with({"train": {"penalty": "vae"}}))
     for name in REGULARISERS:
-        params_from_dict({"train": {"penalty": name, "lambda": 0.0}})
+        params_from_dict(shipped_with({"train": {"penalty": name, "lambda": 0.0}}))
 
 
 def test_the_plain_auto_encoder_warns_that_it_ignores_lambda():
     with pytest.warns(ConfigWarning, match=r"train.lambda = 3.0 is ignored: train.penalty = 'none'"):
-        params_from_dict({"train": {"penalty": "none", "lambda": 3.0}})
+        params_from_dict(shipped_with({"train": {"penalty": "none", "lambda": 3.0}}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        params_from_dict({"train": {"penalty": "none", "lambda": 0.0}})
-        params_from_dict({"train": {"penalty": "kl", "lambda": 3.0}})
+        params_from_dict(shipped_with({"train": {"penalty": "none", "lambda": 0.0}}))
+        params_from_dict(shipped_with({"train": {"penalty": "kl", "lambda": 3.0}}))
 
 
 def test_swd_needs_at_least_one_direction():
     with pytest.raises(ConfigError, match=r"train\.swd_projections = 0"):
-        params_from_dict({"train": {"penalty": "swd", "swd_projections": 0}})
+        params_from_dict(shipped_with({"train": {"penalty": "swd", "swd_projections": 0}}))
 
 
 # --- Each regulariser in training -------------------------------------------------------------

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from project import REPO, sh, stage_command, write_params
+from project import REPO, sh, shipped_with, stage_command, write_params
 
 from wae.atomic import atomic_path, write_text
 from wae.config import ConfigError, load_params, params_from_dict
@@ -61,14 +61,6 @@ def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(section, key, v
     with pytest.raises(ConfigError, match="expected") as err:
         params_from_dict(shipped_with({section: {key: value}}))
     assert named in str(err.value)
-
-
-def shipped_with(overrides: dict) -> dict:
-    """The shipped params.yaml with some keys changed."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params.setdefault(section, {}).update(values)
-    return params
 
 
 def test_a_typo_in_a_key_suggests_the_closest_valid_key():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from project import shipped_with
 
 from wae import samplers
 from wae.config import ConfigError, SampleConfig, params_from_dict
@@ -95,9 +96,9 @@ def test_more_components_than_codes_fails_naming_the_param() -> None:
 )
 def test_params_name_only_registered_samplers_and_always_the_prior(samplers_value, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        params_from_dict({"sample": {"samplers": samplers_value}})
+        params_from_dict(shipped_with({"sample": {"samplers": samplers_value}}))
     with pytest.raises(ConfigError, match=r"sample\.gmm_components = 0"):
-        params_from_dict({"sample": {"gmm_components": 0}})
+        params_from_dict(shipped_with({"sample": {"gmm_components": 0}}))
 
 
 def test_names_of_files_and_metrics_keep_the_prior_s_as_they_were() -> None:
