@@ -19,7 +19,7 @@ TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 PYTEST_ARGS ?=
 # make study: which study, and how many of its experiments run at a time (dvc queue start -j).
-# On a 2-core machine one at a time is as fast as two (docs/studies.md).
+# One training already keeps both cores of a 2-core laptop busy most of the time (docs/studies.md).
 STUDY ?=
 JOBS ?= 1
 # A study of your own: STUDY=mine STUDY_ARGS="--vary train.lr=0.001,0.002 --seeds 0,1"

@@ -32,7 +32,6 @@ import psutil
 import yaml
 
 from wae import study_report, tracking
-from wae.atomic import atomic_path, save_figure
 from wae.config import params_from_dict
 from wae.errors import WAEError
 from wae.studies import STUDIES, Member, Study, adhoc, get, members
@@ -199,84 +198,44 @@ def report(study: Study, base: dict[str, Any], grid: list[Member] | None = None)
     experiment = params_from_dict(base).mlflow.experiment_name
     grid = grid if grid is not None else members(study, base)
     runs = scored_runs(experiment)
-    found = [m for m in grid if m.digest in runs]
-    missing = [m for m in grid if m.digest not in runs]
-    if not found:
+    if not any(m.digest in runs for m in grid):
         raise WAEError(
             f"no member of study {study.name} has a finished, scored MLflow run in {tracking.tracking_uri(ROOT)} "
-            f"(experiment {experiment}); run it first: make study STUDY={study.name}"
+            f"(experiment {experiment}); run the study first"
         )
-    scores = {m.digest: (runs[m.digest].run_id, runs[m.digest].metrics) for m in found}
-    values = study_report.member_values(study, found, scores)
-    summary = study_report.summarise(study, values)
-    text = study_report.markdown(study, summary, len(found), len(grid), [m.name for m in missing])
+    result = study_report.build(study, grid, {d: (r.run_id, r.metrics) for d, r in runs.items()})
     folder = REPORTS / study.name
-    with atomic_path(folder) as tmp:  # the whole report is replaced at once
-        tmp.mkdir()
-        (tmp / "summary.md").write_text(text)
-        summary.drop(columns="order").rename(columns={"setting": study.vary}).to_csv(
-            tmp / "summary.csv", index=False
-        )
-        wide = values.pivot_table(index=["order", "setting", "seed", "run_id"], columns="key", values="value")
-        wide.reset_index().drop(columns="order").rename(columns={"setting": study.vary}).to_csv(
-            tmp / "members.csv", index=False
-        )
-        (tmp / "study.json").write_text(json.dumps(definition(study, grid, runs), indent=2) + "\n")
-        for name, figure in study_report.figures(study, summary, values).items():
-            save_figure(tmp / name, figure, dpi=100)
+    study_report.write(folder, result)
     parent = tracking.study_run(ROOT, experiment, study.name)
-    elsewhere = tracking.adopt_members(parent, study.name, {runs[m.digest].run_id: m.name for m in found})
-    note = (
-        text
-        if len(text) <= 8000
-        else text[:7900] + "\n\n(cut: the whole report is the artifact summary.md)\n"
-    )
+    children = {result.run_ids[m.digest]: m.name for m in result.found}
+    elsewhere = tracking.adopt_members(parent, study.name, children)
+    text = result.markdown
+    if len(text) > 8000:  # MLflow keeps up to 8,000 characters in a tag
+        text = text[:7900] + "\n\n(cut: the whole report is the artifact summary.md)\n"
     tags = {
-        "mlflow.note.content": note,  # the run page's description; MLflow keeps up to 8,000 characters
-        "study.members": f"{len(found)}/{len(grid)}",
+        "mlflow.note.content": text,
+        "study.members": f"{len(result.found)}/{len(grid)}",
         "study.vary": study.vary,
     }
-    tracking.log_study(parent, study_report.study_metrics(summary), folder, tags)
-    print(text)
+    tracking.log_study(parent, study_report.study_metrics(result.summary), folder, tags)
+    print(result.markdown)
     print(
-        f"report: {folder} and MLflow run {parent} (study-{study.name}); {len(found)} of {len(grid)} members"
+        f"report: {folder} and MLflow run {parent} (study-{study.name}); {len(result.found)} of {len(grid)} members"
     )
     if elsewhere:
         print(
-            f"note: {len(elsewhere)} member runs stay grouped under another study's run (tagged study.{study.name})"
+            f"note: {len(elsewhere)} member runs stay under another study's run (tagged study.{study.name})"
         )
-    if missing:
+    if result.missing:
         chosen = by_digest(experiments())
-        for member in missing:
-            state = state_of(member, chosen)
+        for member in result.missing:
             why = {
                 "failed": f"failed: `dvc queue logs {member.name}` says why",
                 "stale": "its process ended unexpectedly",
-            }.get(state, "not finished")
+            }.get(state_of(member, chosen), "not finished")
             print(f"missing {member.name} ({why}); `make study` runs what is missing", file=sys.stderr)
         return 1
     return 0
-
-
-def definition(study: Study, grid: list[Member], runs: dict[str, tracking.RunRecord]) -> dict[str, Any]:
-    return {
-        "name": study.name,
-        "description": study.description,
-        "vary": study.vary,
-        "seeds": list(study.seeds),
-        "fixed": dict(study.fixed),
-        "per_value": {str(k): dict(v) for k, v in study.per_value.items()},
-        "metrics": list(study.metrics),
-        "members": [
-            {
-                "name": m.name,
-                "overrides": m.overrides,
-                "scores_digest": m.digest,
-                "run_id": runs[m.digest].run_id if m.digest in runs else None,
-            }
-            for m in grid
-        ],
-    }
 
 
 def parse_value(text: str) -> Any:

@@ -6,11 +6,13 @@ tests/test_study_pipeline.py runs a real study end to end.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from matplotlib.container import ErrorbarContainer
@@ -216,3 +218,28 @@ def test_a_bad_study_fails_before_any_work_naming_what_is_wrong(project, args, m
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (root / "mlflow.db").exists() and not (root / "reports").exists()
     assert not (root / ".dvc/tmp/exps").exists(), "nothing was queued"
+
+
+def test_the_report_folder_is_replaced_as_a_whole_with_tables_definition_and_plots(base, tmp_path):
+    study = studies.adhoc("lams", "train.lambda", [1.0, 10.0], seeds=[0, 1])
+    grid = studies.members(study, base)
+    scores = made_up_scores(grid[:3])  # the last member has no run yet
+    folder = tmp_path / "reports/studies/lams"
+    folder.mkdir(parents=True)
+    (folder / "old.png").write_bytes(b"from an earlier report")
+
+    report = study_report.build(study, grid, scores)
+    study_report.write(folder, report)
+
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "members.csv", "metrics.png", "study.json", "summary.csv", "summary.md",
+    ]  # fmt: skip
+    assert [m.name for m in report.missing] == [grid[3].name]
+    assert f"Missing (not finished, or failed): `{grid[3].name}`" in (folder / "summary.md").read_text()
+    members = pd.read_csv(folder / "members.csv")
+    assert list(members["run_id"]) == [f"run-{m.name}" for m in grid[:3]]
+    assert list(members["train.lambda"]) == [1.0, 1.0, 10.0] and "gmm.sample_fcd" in members
+    definition = json.loads((folder / "study.json").read_text())
+    assert {m["name"]: m["run_id"] for m in definition["members"]}[grid[3].name] is None
+    assert definition["members"][0]["overrides"]["train.seed"] in (0, 1)
+    assert not list(tmp_path.glob("reports/studies/.lams*")), "no temporary folder left behind"

@@ -43,7 +43,7 @@ def lab(tmp_path: Path, data_home_session: Path):
 
 def stop_queue_workers(root: Path, env: dict[str, str]) -> None:
     workers = [p for p in psutil.process_iter(["cmdline", "cwd"]) if is_queue_worker(p, root)]
-    sh(["dvc", "queue", "stop"], root, env, check=False)
+    sh(["dvc", "queue", "stop", "--kill"], root, env, check=False)  # a failed test may leave members running
     _, alive = psutil.wait_procs(workers, timeout=60)
     for process in alive:
         process.kill()
@@ -66,7 +66,7 @@ def interrupt_once_running(root: Path, env: dict[str, str], log: Path) -> str:
             make("study"), shell=True, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1200
     while " running (" not in log.read_text():
         assert make_study.poll() is None, log.read_text()[-5000:]
         assert time.monotonic() < deadline, log.read_text()[-5000:]
@@ -83,7 +83,7 @@ def test_a_study_queues_its_members_once_resumes_after_ctrl_c_and_reports_mean_a
     assert first.count("queued tiny-10-s") == 2
     assert "interrupted: the queue keeps running" in first
 
-    second = sh(make("study"), root, env, timeout=900).stdout
+    second = sh(make("study"), root, env, timeout=1800).stdout  # minutes, unless the machine is shared
     assert "2 in all, " in second and ", 0 to queue" in second, second[-3000:]
     assert "queued tiny" not in second
 
@@ -122,10 +122,10 @@ def test_a_study_queues_its_members_once_resumes_after_ctrl_c_and_reports_mean_a
 
     # Run again: everything is done, nothing is queued or trained, the same study run is reused.
     count = len(runs(root))
-    third = sh(make("study"), root, env, timeout=300).stdout
+    third = sh(make("study"), root, env, timeout=600).stdout
     assert "2 done, 0 already in DVC's queue, 0 to queue" in third and "queued tiny" not in third
     assert sh(["dvc", "queue", "status"], root, env).stdout.count("tiny-10-s") == 2
-    sh(make("study-report"), root, env, timeout=300)
+    sh(make("study-report"), root, env, timeout=600)
     assert len(runs(root)) == count
     history = client.get_metric_history(study.info.run_id, "sample_fcd/10/mean")
     assert len(history) == 3, "each report logged into the one study run"

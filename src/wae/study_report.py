@@ -6,6 +6,9 @@ every variant logged under a sampler's prefix (`gmm.sample_fcd`) is reported bes
 Scores of samples (`sample_*`, or any metric that has a prefixed variant) are reported per
 sampler; the others (reconstruction, latent fit) belong to the model.
 
+`build` makes the report from the members' scores and `write` saves it as one folder:
+summary.md, summary.csv, members.csv, study.json and the study's plots.
+
 Frames (pandas, long format):
 - values:  one row per member and metric key: order, setting, seed, run_id, sampler, metric, key, value;
 - summary: one row per setting and metric key: order, setting, sampler, metric, key, mean, std, n.
@@ -13,12 +16,17 @@ Frames (pandas, long format):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from wae.atomic import atomic_path, save_figure
 from wae.studies import Member, Study, slug
 
 PRIOR = "prior"  # the sampler whose scores are logged unprefixed
@@ -182,3 +190,70 @@ def figures(study: Study, summary: pd.DataFrame, values: pd.DataFrame) -> dict[s
         else:
             drawn[plot.file] = plots.study_bars(summary, values, metrics, title)
     return drawn
+
+
+@dataclass(frozen=True)
+class Report:
+    study: Study
+    found: list[Member]  # members with scores
+    missing: list[Member]  # members without
+    values: pd.DataFrame
+    summary: pd.DataFrame
+    markdown: str
+    run_ids: dict[str, str]  # member digest -> run id, for the members found
+
+
+def build(
+    study: Study, grid: Sequence[Member], scores: Mapping[str, tuple[str, Mapping[str, float]]]
+) -> Report:
+    """The report of the members of `grid` that `scores` (digest -> run id and metrics) holds."""
+    found = [m for m in grid if m.digest in scores]
+    missing = [m for m in grid if m.digest not in scores]
+    values = member_values(study, found, scores)
+    summary = summarise(study, values)
+    text = markdown(study, summary, len(found), len(grid), [m.name for m in missing])
+    run_ids = {m.digest: scores[m.digest][0] for m in found}
+    return Report(study, found, missing, values, summary, text, run_ids)
+
+
+def definition(report: Report) -> dict[str, Any]:
+    """study.json: the study and each member's overrides, digest and run (None when missing)."""
+    study = report.study
+    return {
+        "name": study.name,
+        "description": study.description,
+        "vary": study.vary,
+        "seeds": list(study.seeds),
+        "fixed": dict(study.fixed),
+        "per_value": {str(k): dict(v) for k, v in study.per_value.items()},
+        "metrics": list(study.metrics),
+        "members": [
+            {
+                "name": m.name,
+                "overrides": m.overrides,
+                "scores_digest": m.digest,
+                "run_id": report.run_ids.get(m.digest),
+            }
+            for m in sorted(report.found + report.missing, key=lambda m: m.name)
+        ],
+    }
+
+
+def write(folder: str | Path, report: Report) -> None:
+    """Write the report into `folder`, replacing the whole folder at once (no half-written report)."""
+    vary = report.study.vary
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        (tmp / "summary.md").write_text(report.markdown)
+        summary = report.summary.drop(columns="order").rename(columns={"setting": vary})
+        summary.to_csv(tmp / "summary.csv", index=False)
+        wide = report.values.pivot_table(
+            index=["order", "setting", "seed", "run_id"], columns="key", values="value"
+        )
+        keys = list(dict.fromkeys(report.summary["key"]))  # in the study's order of metrics, then samplers
+        wide = wide.reset_index()[["setting", "seed", "run_id", *keys]].rename(columns={"setting": vary})
+        wide.columns.name = None
+        wide.to_csv(tmp / "members.csv", index=False)
+        (tmp / "study.json").write_text(json.dumps(definition(report), indent=2) + "\n")
+        for name, figure in figures(report.study, report.summary, report.values).items():
+            save_figure(tmp / name, figure, dpi=100)

@@ -583,7 +583,6 @@ class RunRecord:
 
     run_id: str
     status: str
-    end_time: int  # milliseconds since the epoch; 0 while running
     tags: dict[str, str]
     metrics: dict[str, float]
 
@@ -604,10 +603,7 @@ def search_runs(root: str | Path, experiment_name: str, filter_string: str = "")
             page_token=token,
         )
         found += [
-            RunRecord(
-                r.info.run_id, r.info.status, r.info.end_time or 0, dict(r.data.tags), dict(r.data.metrics)
-            )
-            for r in page
+            RunRecord(r.info.run_id, r.info.status, dict(r.data.tags), dict(r.data.metrics)) for r in page
         ]
         token = page.token
         if not token:
