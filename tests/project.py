@@ -105,7 +105,46 @@ def sh(
 def make_project(
     dest: Path, env: Mapping[str, str], overrides: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Path:
-    """A git repository holding this project's tracked files and tiny params, committed."""
+    """A git repository holding this project's tracked files and tiny params, committed.
+
+    Its DVC cache starts with the tiny prepared data and judge of a first project (`_shared_cache`):
+    `dvc repro` restores them from DVC's run cache, as it does for a user who has run those stages
+    with the same code, data and params before, instead of preparing and training a judge in every
+    test. Params that change them simply run the stages.
+    """
+    _copy_tracked(dest)
+    write_params(dest, merge(TINY_PARAMS, overrides or {}))
+    sh(["git", "init", "-q", "-b", "main"], dest, env)
+    sh(["git", "add", "-A"], dest, env)
+    sh(["git", "commit", "-q", "-m", "tiny project"], dest, env)
+    shutil.copytree(_shared_cache(env), dest / ".dvc" / "cache", dirs_exist_ok=True)
+    return dest
+
+
+_SHARED_CACHE: Path | None = None
+
+
+def _shared_cache(env: Mapping[str, str]) -> Path:
+    """A DVC cache holding the outputs and run-cache entries of `prepare` and `classifier` run once,
+    in a throw-away tiny project, for this test process."""
+    global _SHARED_CACHE
+    if _SHARED_CACHE is None:
+        import atexit
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="wae-shared-cache-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        root = folder / "project"
+        _copy_tracked(root)
+        write_params(root, TINY_PARAMS)
+        sh(["git", "init", "-q", "-b", "main"], root, env)
+        sh(["dvc", "repro", "classifier"], root, env)
+        _SHARED_CACHE = root / ".dvc" / "cache"
+    return _SHARED_CACHE
+
+
+def _copy_tracked(dest: Path) -> None:
+    """This project's files as a fresh clone has them, less the results of the full-size pipeline."""
     tracked = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -121,8 +160,3 @@ def make_project(
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
-    write_params(dest, merge(TINY_PARAMS, overrides or {}))
-    sh(["git", "init", "-q", "-b", "main"], dest, env)
-    sh(["git", "add", "-A"], dest, env)
-    sh(["git", "commit", "-q", "-m", "tiny project"], dest, env)
-    return dest

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -422,7 +423,7 @@ def team(tmp_path_factory: pytest.TempPathFactory, data_home_session: Path):
     add_remote, _s3, share, _clone = doc_blocks("A DVC remote for data and models")
     for command in add_remote:
         sh(here(command, {"/mnt/team/wae-dvc": str(remote)}), laptop, env)
-    assert share == ["dvc repro", 'git add dvc.lock && git commit -m "Train" && dvc push && git push']
+    assert share == ["dvc repro", 'git add dvc.lock reports && git commit -m "Train" && dvc push && git push']
     for command in share:
         sh(command, laptop, env)
     return laptop, origin, remote, env
@@ -504,35 +505,75 @@ def test_two_workers_train_the_pipeline_like_one_device(team, team_server, tmp_p
 
 
 @pytest.mark.slow
-def test_two_workers_in_one_folder_leave_one_mlflow_run(tiny_project) -> None:
+def test_two_workers_stop_together_on_a_sigterm_and_resume_into_one_mlflow_run(tiny_project) -> None:
     """multi_worker on a shared folder (two processes in one project): worker 0, the chief, runs the stage
-    through DVC and logs the one MLflow run; worker 1 runs the script, trains with it and exits 0."""
+    through DVC; worker 1 runs the script. A SIGTERM to worker 1 (a preempted machine) stops both after
+    the same step, the chief with a checkpoint of it; rerun, both resume from it and finish, the chief
+    logging the one finished MLflow run and worker 1 writing and logging nothing."""
     root, env = tiny_project
-    write_params(root, {"train": {"strategy": "multi_worker", "epochs": 1}})
+    epochs = 8
+    write_params(root, {"train": {"strategy": "multi_worker", "epochs": epochs}})
     sh(["dvc", "repro", "prepare"], root, env)
     cluster = {"worker": [f"{HOST}:{free_port()}", f"{HOST}:{free_port()}"]}
-    commands = ["dvc repro --force --single-item train", " ".join(stage_command("train"))]
-    workers = []
+    commands = ["dvc repro --single-item train", " ".join(stage_command("train"))]
+
+    def start_both() -> list[subprocess.Popen[str]]:
+        return [
+            start(command, root, {**env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})})
+            for command, task in zip(commands, ({"type": "worker", "index": i} for i in (0, 1)), strict=True)
+        ]
+
+    workers = start_both()
     try:
-        for index, command in enumerate(commands):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            workers.append(start(command, root, {**env, "TF_CONFIG": tf_config}))
+        seen = []
+        for line in workers[0].stdout:  # the chief's first epoch line: training is under way
+            seen.append(line)
+            if line.startswith(f"epoch 1/{epochs}"):
+                break
+        assert seen and seen[-1].startswith("epoch 1/"), "".join(seen)[-3000:]
+        shell = psutil.Process(workers[1].pid)
+        for process in [shell, *shell.children(recursive=True)]:
+            if "stages/train.py" in " ".join(process.cmdline()):
+                process.send_signal(signal.SIGTERM)
+        outputs = [
+            "".join(seen) + workers[0].communicate(timeout=300)[0],
+            workers[1].communicate(timeout=300)[0],
+        ]
+    finally:
+        for process in workers:
+            process.kill()
+    assert [process.returncode for process in workers] != [0, 0], outputs
+    stopped = [
+        re.search(r"(SIGTERM|a stop request to another worker) at epoch (\d+), step (\d+)/", out)
+        for out in outputs
+    ]
+    assert all(stopped), [out[-3000:] for out in outputs]
+    assert stopped[0][1] == "a stop request to another worker" and stopped[1][1] == "SIGTERM"
+    assert stopped[0].groups()[1:] == stopped[1].groups()[1:], "both stopped after the same step"
+    state = json.loads((root / "checkpoints/train/state.json").read_text())
+    assert (state["epoch"] + 1, state["offset"]) == tuple(map(int, stopped[0].groups()[1:]))
+
+    workers = start_both()
+    try:
         outputs = [process.communicate(timeout=600)[0] for process in workers]
     finally:
         for process in workers:
             process.kill()
     assert [process.returncode for process in workers] == [0, 0], [out[-3000:] for out in outputs]
+    assert all("resuming from the checkpoint" in out for out in outputs), [out[-3000:] for out in outputs]
     assert "worker 1: trained with the chief" in outputs[1] and "decoder version" not in outputs[1]
     assert "decoder version 1" in outputs[0]
 
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("wae-mnist").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.params["train.strategy"] == "multi_worker"
+    runs = client.search_runs([client.get_experiment_by_name("wae-mnist").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"], "the stopped run, the finished one"
+    (run,) = [r for r in runs if r.info.status == "FINISHED"]
+    assert run.data.params["train.strategy"] == "multi_worker"
     assert run.info.run_id == json.loads((root / "models/wae/mlflow_run.json").read_text())["run_id"]
     assert [v.version for v in client.search_model_versions("name = 'wae-decoder'")] in ([1], ["1"])
-    assert len(client.get_metric_history(run.info.run_id, "train_recon")) == 1, "one logger"
+    assert len(client.get_metric_history(run.info.run_id, "train_recon")) == epochs, "one logger"
     assert not list(root.glob("checkpoints/*")), "the chief removed its checkpoint; worker 1 left none"
 
 

@@ -11,7 +11,7 @@ from project import shipped_with
 from wae import samplers
 from wae.config import ConfigError, SampleConfig, params_from_dict
 from wae.errors import WAEError
-from wae.models import prior_samples
+from wae.samplers import prior_samples
 
 
 def three_clusters(n: int = 3000, seed: int = 0) -> np.ndarray:

@@ -237,9 +237,9 @@ def evaluate_wae(
     """
     from wae.classifier import features_and_proba
     from wae.config import ConfigError
-    from wae.models import decode, encode, prior_samples
+    from wae.models import decode, encode
     from wae.precision_recall import real_radii
-    from wae.samplers import metric_prefix, samples_stem
+    from wae.samplers import metric_prefix, prior_samples, samples_stem
 
     for name, digits in samples.items():
         if len(digits) < config.n_samples:

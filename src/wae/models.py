@@ -145,12 +145,6 @@ def decode(decoder: keras.Model, codes: np.ndarray, batch_size: int = 500) -> np
     return np.clip(np.asarray(images, np.float32), 0.0, 1.0)
 
 
-def prior_samples(n: int, latent_dim: int, prior_std: float, seed: int) -> np.ndarray:
-    """n codes from the prior N(0, prior_std^2 I), reproducible from the seed."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, latent_dim)) * prior_std).astype(np.float32)
-
-
 @dataclass
 class TrainedWAE:
     encoder: keras.Model

@@ -88,6 +88,13 @@ def register(name: str) -> Callable[[_Sampler], _Sampler]:
 # --- The samplers ----------------------------------------------------------------------------
 
 
+def prior_samples(n: int, latent_dim: int, prior_std: float, seed: int) -> np.ndarray:
+    """n codes from the prior N(0, prior_std^2 I), reproducible from the seed: the draws the post's
+    samples, training's prior batches' checks and evaluate's latent MMD all use."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, latent_dim)) * prior_std).astype(np.float32)
+
+
 @register(PRIOR)
 class PriorSampler(LatentSampler):
     """The WAE's own prior N(0, prior_std^2 I): what the model was trained to decode."""
@@ -104,8 +111,6 @@ class PriorSampler(LatentSampler):
         return cls(latent_dim, prior_std)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
-        from wae.models import prior_samples  # the same draws as everywhere else in the project
-
         return prior_samples(n, self.latent_dim, self.prior_std, seed)
 
     @property

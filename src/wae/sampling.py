@@ -16,7 +16,8 @@ import numpy as np
 
 from wae.atomic import atomic_path
 from wae.config import SampleConfig
-from wae.models import decode, encode, prior_samples
+from wae.models import decode, encode
+from wae.samplers import prior_samples
 
 if TYPE_CHECKING:
     import keras

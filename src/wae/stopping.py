@@ -3,6 +3,8 @@
 - `StopSignals` (the default): SIGINT (Ctrl-C) or SIGTERM ask training to stop; the trainer then
   saves a checkpoint and raises `TrainingInterrupted`, so that rerunning the same command resumes.
 - `StopAfterSteps`: stop after a number of steps, as if interrupted there (tests and benchmarks).
+- `StopTogether`: under `train.strategy: multi_worker`, wraps either so that a stop request to any
+  one worker stops every worker after the same step, each with a checkpoint of that step.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 class Stop(Protocol):
@@ -75,3 +80,44 @@ class StopAfterSteps:
 
     def reason(self) -> str | None:
         return f"a budget of {self.steps} steps" if self.left <= 0 else None
+
+
+class StopTogether:
+    """A stop request to any worker of a cluster stops them all at the same step.
+
+    Workers train in lockstep, one compiled call at a time. After each call they all-reduce their
+    own "stop" flag (one scalar collective, as the gradients already are), so either every worker goes
+    on or every worker saves a checkpoint of the same step and stops: a SIGTERM to one machine (a
+    preempted VM) never leaves the others waiting in a collective for a peer that is gone.
+
+    TensorFlow's `tf.distribute.experimental.PreemptionCheckpointHandler` does the same agreement
+    through the coordination service, but it writes its own `tf.train.Checkpoint` and ends the process
+    itself; this keeps the project's one checkpoint format (`wae.checkpoints`: position, history, atomic
+    writes) and its one way out (`TrainingInterrupted`, a clear message, rerun to resume).
+    """
+
+    def __init__(self, local: Stop, strategy: tf.distribute.Strategy) -> None:
+        import tensorflow as tf
+
+        self.local = local
+
+        @tf.function
+        def requests(flag: tf.Tensor) -> tf.Tensor:  # the number of replicas asked to stop
+            per_replica = strategy.run(tf.identity, args=(flag,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        self._requests = requests
+        self._tf = tf
+
+    def watching(self) -> contextlib.AbstractContextManager[None]:
+        return self.local.watching()
+
+    def allow(self, steps: int) -> int:
+        return self.local.allow(steps)
+
+    def reason(self) -> str | None:
+        own = self.local.reason()
+        flag = self._tf.constant(0.0 if own is None else 1.0)
+        if float(self._requests(flag)) == 0.0:
+            return None
+        return own or "a stop request to another worker"

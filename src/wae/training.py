@@ -38,7 +38,7 @@ from wae.errors import TrainingDiverged, TrainingInterrupted, WAEError
 from wae.layers import portable
 from wae.models import WAEModels, build_models
 from wae.regularisers import regulariser_class
-from wae.stopping import Stop, StopSignals
+from wae.stopping import Stop, StopSignals, StopTogether
 
 # Streams of stateless random draws (< 16): each is keyed by (seed * 16 + stream, step or batch index).
 PRIOR, EVAL_PRIOR, ENCODER_NOISE, REGULARISER, EVAL_REGULARISER = 1, 2, 3, 4, 5
@@ -368,6 +368,8 @@ class WAETrainer:
         for row in at.history:
             report(row)
         stop = stop or StopSignals()
+        if self.config.strategy == "multi_worker":
+            stop = StopTogether(stop, self.strategy)
         with stop.watching():
             while at.epoch < self.config.epochs:
                 self._train_epoch(at, stop, checkpoints, progress)
