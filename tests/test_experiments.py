@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 COMMANDS = readme_commands("Compare runs")
 EXPERIMENT = "wae-mnist"
-SWEEP_LAMBDAS = {1.0, 10.0, 30.0, 100.0}  # README: dvc exp run --queue -S 'train.lambda=1,10,30,100'
+SWEEP_LAMBDAS = {3.0, 10.0, 30.0}  # README: dvc exp run --queue -S 'train.lambda=3,10,30'
 
 
 @dataclass
@@ -176,23 +176,23 @@ def test_the_reproduce_tag_of_a_workspace_run_brings_back_its_params_and_model(l
     assert len(lab.runs()) == 2
 
 
-def test_a_queued_sweep_of_four_makes_four_finished_runs_matching_dvc_exp_show(lab):
+def test_a_queued_sweep_makes_one_finished_run_per_value_matching_dvc_exp_show(lab):
     before = {run.info.run_id for run in lab.runs()}
     assert lab.params()["train"]["lambda"] not in SWEEP_LAMBDAS, (
         "a sweep value equal to the default trains nothing"
     )
     queue = command_starting(COMMANDS, "dvc exp run --queue")
-    assert lab.run(queue).stdout.count("Queued experiment") == 4
+    assert lab.run(queue).stdout.count("Queued experiment") == len(SWEEP_LAMBDAS)
     with open(lab.root.parent / "queue-start.log", "w") as log:  # workers keep the output open
         subprocess.run(
             command_starting(COMMANDS, "dvc queue start"), shell=True, cwd=lab.root, env=lab.env,
             stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120,
         )  # fmt: skip
     statuses = wait_for_queue(lab, timeout=1200)
-    assert sorted(statuses.values()) == ["Success"] * 4, statuses
+    assert sorted(statuses.values()) == ["Success"] * len(SWEEP_LAMBDAS), statuses
 
     new = [run for run in lab.runs() if run.info.run_id not in before]
-    assert len(new) == 4, "one run per queued experiment, none lost"
+    assert len(new) == len(SWEEP_LAMBDAS), "one run per queued experiment, none lost"
     for run in new:
         assert_complete(lab, run)
         assert run.data.tags["dvc.exp_name"] in statuses
@@ -251,8 +251,8 @@ def test_mlflow_ui_shows_every_run_with_its_pictures(lab, tmp_path):
         (experiment,) = [e for e in client.search_experiments() if e.name == EXPERIMENT]
         shown = client.search_runs([experiment.experiment_id])
         assert {r.info.run_id for r in shown} == {r.info.run_id for r in lab.runs()}
-        # the baseline, the retrained model, four from the sweep and one from `mlflow run`
-        assert len(shown) == 7 and all(r.info.status == "FINISHED" for r in shown)
+        # the baseline, the retrained model, one per swept value and one from `mlflow run`
+        assert len(shown) == 3 + len(SWEEP_LAMBDAS) and all(r.info.status == "FINISHED" for r in shown)
         assert all(math.isfinite(r.data.metrics["sample_fcd"]) for r in shown)
         picture = f"{ui.url}/get-artifact?path=sample/samples.png&run_uuid={shown[0].info.run_id}"
         with urllib.request.urlopen(picture, timeout=30) as response:

@@ -28,6 +28,7 @@ needs_browser = pytest.mark.skipif(
     reason="no chromium / chromedriver (Debian: apt-get install chromium chromium-driver)",
 )
 SWEPT_LAMBDA = 0.001
+DEFAULT_RUN = "small-mmd-l1-z12-s0"  # the shipped params: what `dvc repro` trains
 
 
 class Lab:
@@ -59,8 +60,8 @@ def test_the_experiment_is_a_model_training_one_and_runs_say_what_they_trained(l
     runs = lab.runs()
     experiment_run = next(r for r in runs.values() if "dvc.exp_name" in r.data.tags)
     assert set(runs) == {
-        "small-mmd-l3-z8-s0",
-        f"small-mmd-l0.001-z8-s0 ({experiment_run.data.tags['dvc.exp_name']})",
+        DEFAULT_RUN,
+        f"small-mmd-l0.001-z12-s0 ({experiment_run.data.tags['dvc.exp_name']})",
     }
     for run in runs.values():
         assert run.info.status == "FINISHED"
@@ -79,7 +80,7 @@ def test_each_run_has_the_prepared_data_as_input_and_the_machines_load(lab):
 
 
 def test_evaluate_writes_a_summary_and_tags_the_decoder_version_with_its_scores(lab):
-    run = lab.runs()["small-mmd-l3-z8-s0"]
+    run = lab.runs()[DEFAULT_RUN]
     metrics = json.loads((lab.root / "reports/metrics.json").read_text())
     note = run.data.tags["mlflow.note.content"]
     assert f"| sample_fcd | {metrics['sample_fcd']:.4g} |" in note
@@ -143,7 +144,7 @@ def test_the_runs_page_lists_the_runs_under_their_names_with_their_dataset(lab, 
     assert url == f"{ui.url}/#/experiments/{lab.experiment.experiment_id}?workflowType=machine_learning"
     browser.get(url)
     names = list(lab.runs())
-    digest = lab.runs()["small-mmd-l3-z8-s0"].data.tags["data.digest"]
+    digest = lab.runs()[DEFAULT_RUN].data.tags["data.digest"]
     text = wait_for(browser, *names, f"mnist ({digest})")
     assert "Run Name" in text and "Dataset" in text and "2 matching runs" in text
     browser.save_screenshot(str(tmp_path / "runs.png"))
@@ -153,12 +154,12 @@ def test_the_runs_page_lists_the_runs_under_their_names_with_their_dataset(lab, 
 def test_a_run_page_shows_its_dataset_and_its_description_with_the_sample_grid(lab, ui, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    run = lab.runs()["small-mmd-l3-z8-s0"]
+    run = lab.runs()[DEFAULT_RUN]
     experiment_id = lab.experiment.experiment_id
     browser.get(
         f"{ui.url}/#/experiments/{experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
     )
-    text = wait_for(browser, "small-mmd-l3-z8-s0", "Datasets", "Description", "sample_fcd", "Show more")
+    text = wait_for(browser, DEFAULT_RUN, "Datasets", "Description", "sample_fcd", "Show more")
     assert f"mnist ({run.data.tags['data.digest']})" in text
     assert "Scores" in text and "prior" in text
     browser.find_element(By.XPATH, "//*[contains(text(), 'Show more')]").click()  # the whole description

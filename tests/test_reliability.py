@@ -246,7 +246,8 @@ def test_ctrl_c_saves_marks_the_run_killed_and_dvc_repro_resumes_to_the_same_res
     metrics = (root / "reports/metrics.json").read_bytes()
     assert not (root / "checkpoints/train").exists(), "a finished run's checkpoint is cleared"
 
-    sh(["dvc", "repro", "-f"], root, env)  # from scratch, uninterrupted
+    # From scratch, uninterrupted (every stage, the judge included): a forced rerun gives the same bytes.
+    sh(["dvc", "repro", "-f"], root, env)
     straight_weights = weights(root)
     assert all(np.array_equal(a, b) for a, b in zip(resumed_weights, straight_weights, strict=True))
     assert (root / "samples/samples.npy").read_bytes() == samples
@@ -291,21 +292,6 @@ def test_changed_params_never_resume_a_stale_checkpoint(tiny_project):
     assert "resum" not in result.stdout.lower()
     history = (root / "reports/train/history.csv").read_text().splitlines()
     assert len(history) == 1 + 2
-
-
-def test_dvc_repro_forced_twice_gives_identical_weights_samples_and_metrics(tiny_project):
-    root, env = tiny_project
-    sh(["dvc", "repro"], root, env)
-    first = (
-        weights(root),
-        (root / "samples/samples.npy").read_bytes(),
-        (root / "reports/metrics.json").read_bytes(),
-    )
-    sh(["dvc", "repro", "-f"], root, env)
-    assert all(np.array_equal(a, b) for a, b in zip(first[0], weights(root), strict=True))
-    assert (root / "samples/samples.npy").read_bytes() == first[1]
-    assert (root / "reports/metrics.json").read_bytes() == first[2]
-    assert len(runs(root)) == 2
 
 
 # ---------------------------------------------------------------------------- atomic outputs, safe loading

@@ -211,15 +211,15 @@ def test_a_new_experiment_is_a_model_training_one_and_an_old_one_becomes_one_on_
 @pytest.mark.parametrize(
     ("train", "experiment", "name"),
     [
-        ({}, None, "small-mmd-l3-z8-s0"),
+        ({}, None, "small-mmd-l1-z12-s0"),
         (
             {"architecture": "post", "penalty": "gan", "lambda_": 0.001, "latent_dim": 1},
             None,
             "post-gan-l0.001-z1-s0",
         ),
-        ({"lambda_": 1e-05, "seed": 7}, "bulky-tats", "small-mmd-l1e-05-z8-s7 (bulky-tats)"),
+        ({"lambda_": 1e-05, "seed": 7}, "bulky-tats", "small-mmd-l1e-05-z12-s7 (bulky-tats)"),
         ({"penalty": "swd", "lambda_": 2.5, "latent_dim": 16}, None, "small-swd-l2.5-z16-s0"),
-        ({"penalty": "none", "lambda_": 0.0}, "exp-1", "small-none-l0-z8-s0 (exp-1)"),
+        ({"penalty": "none", "lambda_": 0.0}, "exp-1", "small-none-l0-z12-s0 (exp-1)"),
     ],
 )
 def test_a_run_name_says_what_was_trained(train, experiment, name):

@@ -103,15 +103,15 @@ class TrainConfig:
     """The `train` stage: architecture, penalty, optimisation and devices."""
 
     architecture: str = "small"  # a name in wae.architectures.ARCHITECTURES
-    latent_dim: int = 8
+    latent_dim: int = 12
     prior_std: float = 1.0
     penalty: str = "mmd"  # a name in wae.regularisers.REGULARISERS
-    lambda_: float = 3.0  # written `lambda` in params.yaml
+    lambda_: float = 1.0  # written `lambda` in params.yaml
     swd_projections: int = 50  # swd: random directions per step
     recon_cost: Literal["l2sq", "mse"] = "l2sq"  # l2sq: squared L2 norm per image; mse: mean per pixel
     recon_weight: float = 0.05
     batch_size: int = 100
-    epochs: int = 12
+    epochs: int = 16
     lr: float = 2e-3
     disc_lr: float = 5e-4
     adam_beta1: float = 0.5

@@ -125,9 +125,9 @@ def short_number(value: float) -> str:
 def run_name(train: TrainConfig, experiment: str | None = None) -> str:
     """What a run trained, as its name in the UI: architecture, regulariser, λ, latent size, seed.
 
-    `small-mmd-l3-z8-s0` is the small networks with the MMD penalty, λ = 3, an 8-dimensional
+    `small-mmd-l1-z12-s0` is the small networks with the MMD penalty, λ = 1, a 12-dimensional
     latent space and seed 0; an experiment's name (DVC's) follows in brackets:
-    `small-mmd-l0.001-z8-s0 (bulky-tats)`.
+    `small-mmd-l0.001-z12-s0 (bulky-tats)`.
     """
     name = (
         f"{train.architecture}-{train.penalty}-l{short_number(train.lambda_)}"
