@@ -116,6 +116,7 @@ def scenario_strategies(mnist_dir: str, out: Path) -> dict:
         lr=1e-3,
         lr_schedule="constant",
         lambda_=10.0,
+        latent_dim=8,
         precision="float32",  # `auto` is bfloat16 on CPUs that have it natively: see below
     )
     report: dict = {}

@@ -30,7 +30,7 @@ from servers import (
 pytestmark = pytest.mark.slow
 
 COMMANDS = readme_commands("Compare runs")
-LATENT_DIM = 8  # params.yaml train.latent_dim
+LATENT_DIM = 12  # params.yaml train.latent_dim, the length of the README's example code
 
 
 @pytest.fixture(scope="module")

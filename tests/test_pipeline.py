@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from project import make_project, project_env, sh, write_params
 
 from wae import samplers
@@ -28,6 +29,11 @@ def repro(tmp_path_factory, data_home_session) -> tuple[Path, dict[str, str], ml
     root = make_project(tmp_path_factory.mktemp("pipeline"), env)
     sh(["dvc", "repro"], root, env)
     return root, env, mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+
+
+def latent_dim(root: Path) -> int:
+    """The project's `train.latent_dim`: the length of a code the decoder takes."""
+    return yaml.safe_load((root / "params.yaml").read_text())["train"]["latent_dim"]
 
 
 def the_run(root: Path, client: mlflow.MlflowClient) -> mlflow.entities.Run:
@@ -89,7 +95,7 @@ def test_the_registered_decoder_loads_through_pyfunc_and_decodes_a_batch(repro):
     root, _, client = repro
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     decoder = mlflow.pyfunc.load_model("models:/wae-decoder@current")
-    codes = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    codes = np.random.default_rng(0).standard_normal((4, latent_dim(root))).astype(np.float32)
     images = np.asarray(decoder.predict(codes))
     assert images.shape == (4, 28, 28, 1)
     assert images.min() >= 0 and images.max() <= 1 and images.std() > 0
@@ -151,5 +157,5 @@ def test_a_vae_baseline_is_one_dvc_experiment_away_and_lands_in_mlflow_with_its_
     import keras
 
     encoder = keras.models.load_model(root / "models/wae/encoder.keras", safe_mode=True, compile=False)
-    assert encoder.output_shape == (None, 8)  # the mean code only
+    assert encoder.output_shape == (None, latent_dim(root))  # the mean code only
     assert "Data and pipelines are up to date." in sh(["dvc", "status"], root, env).stdout
