@@ -56,3 +56,14 @@ def tiny_project(tmp_path: Path, data_home_session: Path) -> tuple[Path, dict[st
     env = project_env(data_home_session)
     root = make_project(tmp_path / "project", env)
     return root, env
+
+
+@pytest.fixture
+def never_run_project(tmp_path: Path, data_home_session: Path) -> tuple[Path, dict[str, str]]:
+    """As `tiny_project`, with an empty DVC cache: nothing of the pipeline has ever run on this machine,
+    so DVC can restore no stage from its run cache (which it does before a stage's own checks run)."""
+    from project import make_project, project_env
+
+    env = project_env(data_home_session)
+    root = make_project(tmp_path / "project", env, shared_cache=False)
+    return root, env

@@ -103,21 +103,25 @@ def sh(
 
 
 def make_project(
-    dest: Path, env: Mapping[str, str], overrides: Mapping[str, Mapping[str, Any]] | None = None
+    dest: Path,
+    env: Mapping[str, str],
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    shared_cache: bool = True,
 ) -> Path:
     """A git repository holding this project's tracked files and tiny params, committed.
 
     Its DVC cache starts with the tiny prepared data and judge of a first project (`_shared_cache`):
     `dvc repro` restores them from DVC's run cache, as it does for a user who has run those stages
     with the same code, data and params before, instead of preparing and training a judge in every
-    test. Params that change them simply run the stages.
+    test. Params that change them simply run the stages. `shared_cache=False`: an empty cache.
     """
     _copy_tracked(dest)
     write_params(dest, merge(TINY_PARAMS, overrides or {}))
     sh(["git", "init", "-q", "-b", "main"], dest, env)
     sh(["git", "add", "-A"], dest, env)
     sh(["git", "commit", "-q", "-m", "tiny project"], dest, env)
-    shutil.copytree(_shared_cache(env), dest / ".dvc" / "cache", dirs_exist_ok=True)
+    if shared_cache:
+        shutil.copytree(_shared_cache(env), dest / ".dvc" / "cache", dirs_exist_ok=True)
     return dest
 
 
