@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -282,6 +283,9 @@ def main(argv: list[str]) -> int:
         for study in STUDIES.values():
             print(f"{study.name}: {study.description}")
         return 0
+    # Ctrl-C interrupts the wait even when this process was started with SIGINT ignored (a background
+    # job of a script, nohup): Python then installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         study = build_study(args)
         base = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -7,6 +7,8 @@ against the last commit, and a code change marks exactly the stages that run tha
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -62,6 +64,10 @@ def test_a_committed_pipeline_compares_itself_with_an_edit_and_code_changes_reru
     assert set(curves["revisions"]) == {"workspace", "HEAD"}
     assert {"HEAD", "workspace"} <= {image["revisions"][0] for image in plots["reports/sample/samples.png"]}
 
+    # `dvc exp show` has the workspace row and the baseline row of the last commit, with its scores.
     table = sh(["dvc", "exp", "show", "--csv", "--no-pager"], root, env).stdout
-    assert any(line.startswith("workspace") for line in table.splitlines())
-    assert any(line.split(",")[0] == "main" for line in table.splitlines()), table
+    rows = {row["rev"]: row for row in csv.DictReader(io.StringIO(table))}
+    assert {"workspace", "main"} <= set(rows), table
+    assert rows["main"]["typ"] == "baseline"
+    assert float(rows["main"]["test_recon_mse"]) == pytest.approx(before["test_recon_mse"])
+    assert float(rows["workspace"]["test_recon_mse"]) == pytest.approx(after["test_recon_mse"])
