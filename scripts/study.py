@@ -40,6 +40,8 @@ from wae.studies import STUDIES, Member, Study, adhoc, get, members
 ROOT = Path.cwd()
 REPORTS = ROOT / "reports" / "studies"
 POLL_SECONDS = 20
+# Polls a member seen queued or running may be missing from `dvc exp show` before the wait ends (5 min).
+ABSENT_POLLS = 15
 ACTIVE = ("queued", "running")
 
 
@@ -133,11 +135,24 @@ def override_args(member: Member) -> list[str]:
 
 
 def wait(study: Study, todo: list[Member]) -> None:
-    """Poll DVC's queue until no member of `todo` is queued or running; print progress as it moves."""
+    """Poll DVC's queue until no member of `todo` is queued or running; print progress as it moves.
+
+    `dvc exp show` sometimes lists fewer experiments than there are (while a worker moves one between its
+    temporary copy and the repository): a member seen queued or running that is missing from a listing is
+    looked for again, for up to ABSENT_POLLS polls, before the wait ends without it.
+    """
     digests = {m.digest for m in todo}
+    seen_active: set[str] = set()
+    absent_polls = 0
     last = None
     while True:
         chosen = by_digest(experiments())
+        if any(d in seen_active and d not in chosen for d in digests) and absent_polls < ABSENT_POLLS:
+            absent_polls += 1
+            time.sleep(POLL_SECONDS)
+            continue
+        absent_polls = 0
+        seen_active |= {d for d in digests if d in chosen and chosen[d].state in ACTIVE}
         states = [chosen[d].state if d in chosen else "" for d in digests]
         counts = {s: states.count(s) for s in (*ACTIVE, "success", "failed", "stale")}
         line = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
