@@ -63,11 +63,22 @@ class Experiment:
     digest: str | None  # of the params its scores would stand for; None when they do not validate today
 
 
-def experiments() -> list[Experiment]:
-    """The experiments `dvc exp show` lists for this baseline."""
+# Commits whose experiments `experiments()` lists besides HEAD's: a member queued before a commit keeps the
+# commit it was queued on as its baseline, and `dvc exp show` alone lists only HEAD's.
+BASELINES: set[str] = set()
+
+
+def experiments(all_commits: bool = False) -> list[Experiment]:
+    """The experiments of HEAD and of the baselines in BASELINES, or of every commit (`all_commits`, slower:
+    once per study run, to find members queued on an older commit); BASELINES learns the commits found."""
+    revs = (
+        ["--all-commits"]
+        if all_commits
+        else ["--rev", "HEAD", *(f"--rev={rev}" for rev in sorted(BASELINES))]
+    )
     for attempt in range(6):
         try:
-            shown = dvc("exp", "show", "--json")
+            shown = dvc("exp", "show", "--json", *revs)
             break
         except WAEError:
             # DVC fails now and then while a worker creates its temporary copy: look again.
@@ -76,6 +87,8 @@ def experiments() -> list[Experiment]:
             time.sleep(5)
     found = []
     for baseline in json.loads(shown or "[]"):
+        if baseline.get("experiments") and baseline.get("rev") != "workspace":
+            BASELINES.add(baseline["rev"])
         for experiment in baseline.get("experiments") or []:
             executor = experiment.get("executor") or {}
             revision = experiment["revs"][0]
@@ -168,7 +181,7 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
     experiment = params_from_dict(base).mlflow.experiment_name
     grid = members(study, base)  # fails here, before any work, on a bad member
     done = scored_runs(experiment)  # also creates the store and experiment before parallel workers
-    found = experiments()
+    found = experiments(all_commits=True)
     chosen = by_digest(found)
     pending = [m for m in grid if m.digest not in done and state_of(m, chosen) in ACTIVE]
     missing = [m for m in grid if m.digest not in done and m not in pending]
