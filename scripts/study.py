@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,6 @@ from wae.studies import STUDIES, Member, Study, adhoc, get, members
 ROOT = Path.cwd()
 REPORTS = ROOT / "reports" / "studies"
 POLL_SECONDS = 20
-# Polls a member seen queued or running may be missing from `dvc exp show` before the wait ends (5 min).
-ABSENT_POLLS = 15
 ACTIVE = ("queued", "running")
 
 
@@ -56,26 +55,19 @@ def dvc(*args: str, capture: bool = True) -> str:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A DVC experiment of this baseline, queued or run."""
+    """A DVC experiment, queued or run."""
 
     name: str
     state: str  # queued, running, success, failed, or stale: running in DVC's eyes, its process gone
     digest: str | None  # of the params its scores would stand for; None when they do not validate today
+    baseline: str  # the commit it was queued on (a later commit leaves it there)
 
 
-# Commits whose experiments `experiments()` lists besides HEAD's: a member queued before a commit keeps the
-# commit it was queued on as its baseline, and `dvc exp show` alone lists only HEAD's.
-BASELINES: set[str] = set()
-
-
-def experiments(all_commits: bool = False) -> list[Experiment]:
-    """The experiments of HEAD and of the baselines in BASELINES, or of every commit (`all_commits`, slower:
-    once per study run, to find members queued on an older commit); BASELINES learns the commits found."""
-    revs = (
-        ["--all-commits"]
-        if all_commits
-        else ["--rev", "HEAD", *(f"--rev={rev}" for rev in sorted(BASELINES))]
-    )
+def experiments(baselines: Iterable[str] | None = None) -> list[Experiment]:
+    """The experiments of every commit (None: about as slow as `dvc exp show --all-commits`, once per
+    command), or of the given baseline commits (the polls while a study runs): a member keeps the commit
+    it was queued on as its baseline, and plain `dvc exp show` lists only HEAD's."""
+    revs = ["--all-commits"] if baselines is None else [f"--rev={rev}" for rev in sorted(baselines)]
     for attempt in range(6):
         try:
             shown = dvc("exp", "show", "--json", *revs)
@@ -87,8 +79,6 @@ def experiments(all_commits: bool = False) -> list[Experiment]:
             time.sleep(5)
     found = []
     for baseline in json.loads(shown or "[]"):
-        if baseline.get("experiments") and baseline.get("rev") != "workspace":
-            BASELINES.add(baseline["rev"])
         for experiment in baseline.get("experiments") or []:
             executor = experiment.get("executor") or {}
             revision = experiment["revs"][0]
@@ -101,7 +91,8 @@ def experiments(all_commits: bool = False) -> list[Experiment]:
             pid = (executor.get("local") or {}).get("pid")
             if state == "running" and pid and not psutil.pid_exists(pid):
                 state = "stale"  # a crash or a reboot: DVC would show it running for ever
-            found.append(Experiment(experiment.get("name") or revision["rev"][:7], state, digest))
+            name = experiment.get("name") or revision["rev"][:7]
+            found.append(Experiment(name, state, digest, baseline["rev"]))
     return found
 
 
@@ -147,25 +138,12 @@ def override_args(member: Member) -> list[str]:
     return args
 
 
-def wait(study: Study, todo: list[Member]) -> None:
-    """Poll DVC's queue until no member of `todo` is queued or running; print progress as it moves.
-
-    `dvc exp show` sometimes lists fewer experiments than there are (while a worker moves one between its
-    temporary copy and the repository): a member seen queued or running that is missing from a listing is
-    looked for again, for up to ABSENT_POLLS polls, before the wait ends without it.
-    """
+def wait(study: Study, todo: list[Member], baselines: set[str]) -> None:
+    """Poll DVC's queue until no member of `todo` is queued or running; print progress as it moves."""
     digests = {m.digest for m in todo}
-    seen_active: set[str] = set()
-    absent_polls = 0
     last = None
     while True:
-        chosen = by_digest(experiments())
-        if any(d in seen_active and d not in chosen for d in digests) and absent_polls < ABSENT_POLLS:
-            absent_polls += 1
-            time.sleep(POLL_SECONDS)
-            continue
-        absent_polls = 0
-        seen_active |= {d for d in digests if d in chosen and chosen[d].state in ACTIVE}
+        chosen = by_digest(experiments(baselines))
         states = [chosen[d].state if d in chosen else "" for d in digests]
         counts = {s: states.count(s) for s in (*ACTIVE, "success", "failed", "stale")}
         line = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -181,7 +159,10 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
     experiment = params_from_dict(base).mlflow.experiment_name
     grid = members(study, base)  # fails here, before any work, on a bad member
     done = scored_runs(experiment)  # also creates the store and experiment before parallel workers
-    found = experiments(all_commits=True)
+    found = experiments()
+    # Where members are queued (HEAD, now) or were queued before: a commit during the wait changes neither.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    baselines = {e.baseline for e in found} | {head.stdout.strip()}
     chosen = by_digest(found)
     pending = [m for m in grid if m.digest not in done and state_of(m, chosen) in ACTIVE]
     missing = [m for m in grid if m.digest not in done and m not in pending]
@@ -209,7 +190,7 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
         if missing or any(state_of(m, chosen) == "queued" for m in pending):
             dvc("queue", "start", "-j", str(jobs), capture=False)
         try:
-            wait(study, missing + pending)
+            wait(study, missing + pending, baselines)
         except KeyboardInterrupt:
             print(
                 "\ninterrupted: the queue keeps running in the background (`dvc queue status`). The same "
@@ -217,7 +198,7 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
                 file=sys.stderr,
             )
             return 130
-        if not any(e.state in ACTIVE for e in experiments()):
+        if not any(e.state in ACTIVE for e in experiments(baselines)):
             dvc("queue", "stop", capture=False)  # the idle workers would otherwise stay
     return report(study, base, grid)
 

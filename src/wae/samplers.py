@@ -89,8 +89,8 @@ def register(name: str) -> Callable[[_Sampler], _Sampler]:
 
 
 def prior_samples(n: int, latent_dim: int, prior_std: float, seed: int) -> np.ndarray:
-    """n codes from the prior N(0, prior_std^2 I), reproducible from the seed: the draws the post's
-    samples, training's prior batches' checks and evaluate's latent MMD all use."""
+    """n codes from the prior N(0, prior_std^2 I), reproducible from the seed: the draws of the post's
+    samples (the prior sampler), the sample stage's pictures and evaluate's latent MMD."""
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n, latent_dim)) * prior_std).astype(np.float32)
 

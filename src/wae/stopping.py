@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    import tensorflow as tf
+import tensorflow as tf
 
 
 class Stop(Protocol):
@@ -97,8 +96,6 @@ class StopTogether:
     """
 
     def __init__(self, local: Stop, strategy: tf.distribute.Strategy) -> None:
-        import tensorflow as tf
-
         self.local = local
 
         @tf.function
@@ -107,7 +104,6 @@ class StopTogether:
             return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
         self._requests = requests
-        self._tf = tf
 
     def watching(self) -> contextlib.AbstractContextManager[None]:
         return self.local.watching()
@@ -117,7 +113,6 @@ class StopTogether:
 
     def reason(self) -> str | None:
         own = self.local.reason()
-        flag = self._tf.constant(0.0 if own is None else 1.0)
-        if float(self._requests(flag)) == 0.0:
+        if float(self._requests(tf.constant(0.0 if own is None else 1.0))) == 0.0:
             return None
         return own or "a stop request to another worker"
