@@ -32,7 +32,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 setup: $(STAMP)
 
 # Rebuilt when missing or stale (the lock file or the package metadata changed).
-$(STAMP): requirements.lock pyproject.toml scripts/setup-venv
+$(STAMP): requirements.lock pyproject.toml scripts/setup-venv scripts/compile-bytecode.py
 	@python=$$(scripts/find-python $(PYTHON)) && scripts/setup-venv $(VENV) "$$python" $(TF)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
