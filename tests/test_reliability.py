@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -21,7 +22,7 @@ import pytest
 import yaml
 from project import REPO, sh, shipped_with, stage_command, write_params
 
-from wae.atomic import atomic_path, write_text
+from wae.atomic import atomic_path, save_keras, save_npz, write_text
 from wae.config import ConfigError, load_params, params_from_dict
 from wae.errors import WAEError
 from wae.models import load_trained
@@ -225,6 +226,13 @@ def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float) 
     raise AssertionError(f"never saw {pattern!r}:\n{''.join(lines[-40:])}")
 
 
+def model_files(root: Path) -> dict[str, bytes]:
+    """The judge, the networks and the fitted samplers, by path."""
+    found = [*root.glob("models/**/*.keras"), *root.glob("models/samplers/*.npz")]
+    assert len(found) >= 4, found
+    return {str(path.relative_to(root)): path.read_bytes() for path in found}
+
+
 def test_ctrl_c_saves_marks_the_run_killed_and_dvc_repro_resumes_to_the_same_result(tiny_project):
     root, env = tiny_project
     write_params(root, {"train": {"epochs": 4, "steps_per_execution": 1}})
@@ -247,6 +255,7 @@ def test_ctrl_c_saves_marks_the_run_killed_and_dvc_repro_resumes_to_the_same_res
     resumed_weights = weights(root)
     samples = (root / "samples/samples.npy").read_bytes()
     metrics = (root / "reports/metrics.json").read_bytes()
+    models = model_files(root)
     assert not (root / "checkpoints/train").exists(), "a finished run's checkpoint is cleared"
 
     # From scratch, uninterrupted (every stage, the judge included): a forced rerun gives the same bytes.
@@ -255,6 +264,7 @@ def test_ctrl_c_saves_marks_the_run_killed_and_dvc_repro_resumes_to_the_same_res
     assert all(np.array_equal(a, b) for a, b in zip(resumed_weights, straight_weights, strict=True))
     assert (root / "samples/samples.npy").read_bytes() == samples
     assert (root / "reports/metrics.json").read_bytes() == metrics
+    assert model_files(root) == models, "the same models are the same files (DVC keeps later stages)"
 
     statuses = sorted(run.info.status for run in runs(root))
     assert statuses == ["FINISHED", "FINISHED", "KILLED"]
@@ -319,6 +329,36 @@ def test_a_failed_folder_write_leaves_the_previous_folder(tmp_path):
         raise RuntimeError("crash")
     assert (target / "encoder.keras").read_text() == "v1"
     assert [p.name for p in tmp_path.iterdir()] == ["models"]
+
+
+def test_a_model_built_and_saved_twice_has_the_same_bytes_and_loads_back(tmp_path):
+    """A retrained, identical model is an unchanged file for DVC: no save time, no memory address."""
+    from wae.classifier import build_classifier, load_classifier
+
+    saved = []
+    for name in ("first.keras", "second.keras"):
+        keras.backend.clear_session()  # as in a new process: layer names start again
+        keras.utils.set_random_seed(0)
+        save_keras(tmp_path / name, build_classifier())  # new Python objects, at new addresses
+        saved.append(tmp_path / name)
+        time.sleep(1.1)  # a later second on the clock
+    assert saved[0].read_bytes() == saved[1].read_bytes()
+    assert b"shared_object_id" in zipfile.ZipFile(saved[0]).read("config.json"), "the ids were exercised"
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    built, loaded = build_classifier(), load_classifier(saved[0])
+    assert len(loaded.weights) == len(built.weights)
+    for ours, theirs in zip(loaded.weights, built.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_a_saved_array_file_has_the_same_bytes_whenever_it_is_saved(tmp_path):
+
+    save_npz(tmp_path / "a.npz", means=np.arange(6.0).reshape(2, 3))
+    time.sleep(1.1)
+    save_npz(tmp_path / "b.npz", means=np.arange(6.0).reshape(2, 3))
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npz")["means"], np.arange(6.0).reshape(2, 3))
 
 
 def test_models_are_loaded_in_keras_safe_mode(tmp_path):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,10 +57,12 @@ def write_json(target: str | Path, obj: Any) -> None:
 
 
 def save_npz(target: str | Path, **arrays: Any) -> None:
+    """Save arrays as a compressed .npz whose bytes depend only on the arrays."""
     import numpy as np
 
     with atomic_path(target, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
+        _reproducible_zip(tmp)
 
 
 def save_figure(target: str | Path, figure: Any, **kwargs: Any) -> None:
@@ -70,5 +74,48 @@ def save_figure(target: str | Path, figure: Any, **kwargs: Any) -> None:
 
 
 def save_keras(target: str | Path, model: Any) -> None:
+    """Save a Keras model as a .keras file whose bytes depend only on the model.
+
+    Keras writes the time of saving (metadata.json) and, for layers used twice, a memory address
+    (`shared_object_id` in config.json); the zip records the time too. They are replaced by a fixed
+    date and ids numbered in order, so that DVC sees a retrained, identical model as unchanged and
+    stages downstream of it stay up to date.
+    """
     with atomic_path(target, suffix=".keras") as tmp:
         model.save(tmp)
+        _reproducible_zip(tmp, {"metadata.json": _without_save_date, "config.json": _numbered_shared_ids})
+
+
+def _without_save_date(data: bytes) -> bytes:
+    metadata = json.loads(data)
+    metadata.pop("date_saved", None)
+    return json.dumps(metadata).encode()
+
+
+def _numbered_shared_ids(data: bytes) -> bytes:
+    numbers: dict[bytes, bytes] = {}
+
+    def number(match: re.Match[bytes]) -> bytes:
+        found = numbers.setdefault(match.group(2), str(len(numbers)).encode())
+        return match.group(1) + found
+
+    return re.sub(rb'("shared_object_id":\s*)(\d+)', number, data)
+
+
+# Zip entries carry a modification time; a fixed one (the zip format's earliest) keeps bytes reproducible.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _reproducible_zip(path: Path, edits: dict[str, Any] | None = None) -> None:
+    """Rewrite the zip at `path` in place: the same entries in the same order and compression, each
+    dated `_ZIP_EPOCH`, and the entries named in `edits` passed through their function."""
+    edits = edits or {}
+    with zipfile.ZipFile(path) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w") as zipped:
+        for info, data in entries:
+            fixed = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = info.external_attr
+            edit = edits.get(info.filename)
+            zipped.writestr(fixed, edit(data) if edit else data)
