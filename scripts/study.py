@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import psutil
 import yaml
 
 from wae import study_report, tracking
-from wae.config import params_from_dict
+from wae.config import ConfigWarning, params_from_dict
 from wae.errors import WAEError
 from wae.studies import STUDIES, Member, Study, adhoc, get, members
 
@@ -84,7 +85,9 @@ def experiments(baselines: Iterable[str] | None = None) -> list[Experiment]:
             revision = experiment["revs"][0]
             data = (revision.get("data") or {}).get("params", {}).get("params.yaml", {})
             try:
-                digest = params_from_dict(data.get("data")).scores_digest()
+                with warnings.catch_warnings():  # said once, when the study's members were built
+                    warnings.simplefilter("ignore", ConfigWarning)
+                    digest = params_from_dict(data.get("data")).scores_digest()
             except WAEError:
                 digest = None  # an experiment of older params: not a member
             state = executor.get("state") or "success"
