@@ -26,13 +26,17 @@ JOBS ?= 1
 STUDY_ARGS ?=
 # DVC stages run `python stages/...`: make that the virtualenv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
+# Python writes its bytecode cache (__pycache__) as it does by default, also where PYTHONDONTWRITEBYTECODE
+# is set (many Docker images and CI machines): without it every stage, `dvc` command and test process
+# compiles TensorFlow, MLflow and DVC from source again, 5-13 s of CPU each. The first run writes it.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup repro exp study study-report test ui lint format lock check-lock bench clean-venv
 
 setup: $(STAMP)
 
 # Rebuilt when missing or stale (the lock file or the package metadata changed).
-$(STAMP): requirements.lock pyproject.toml scripts/setup-venv scripts/compile-bytecode.py
+$(STAMP): requirements.lock pyproject.toml scripts/setup-venv
 	@python=$$(scripts/find-python $(PYTHON)) && scripts/setup-venv $(VENV) "$$python" $(TF)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
