@@ -341,6 +341,10 @@ def study_bars(summary: pd.DataFrame, values: pd.DataFrame, metrics: list[str], 
             )
         ax.set_xticks(range(len(settings)), [str(s) for s in settings["setting"]], fontsize=8)
         ax.set_title(metric, fontsize=10)
+        positive = part["mean"][part["mean"] > 0]
+        if metric.endswith("fcd") and len(positive) == len(part) and positive.max() > 10 * positive.min():
+            ax.set_yscale("log")  # FCDs spanning orders of magnitude: the small ones stay readable
+            ax.set_title(f"{metric} (log scale)", fontsize=10)
         if len(samplers) > 1:
             ax.legend(fontsize=7)
     figure.suptitle(title)
