@@ -164,8 +164,8 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
     done = scored_runs(experiment)  # also creates the store and experiment before parallel workers
     found = experiments()
     # Where members are queued (HEAD, now) or were queued before: a commit during the wait changes neither.
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-    baselines = {e.baseline for e in found} | {head.stdout.strip()}
+    head = tracking.git_tags(ROOT).get("git.commit")
+    baselines = {e.baseline for e in found} | ({head} if head else set())
     chosen = by_digest(found)
     pending = [m for m in grid if m.digest not in done and state_of(m, chosen) in ACTIVE]
     missing = [m for m in grid if m.digest not in done and m not in pending]

@@ -141,8 +141,8 @@ def test_changing_only_a_sample_param_reruns_sample_and_evaluate_not_training(re
 
 
 def test_a_vae_baseline_is_one_dvc_experiment_away_and_lands_in_mlflow_with_its_scores(repro):
-    """README: `dvc exp run -S train.penalty=kl -S train.lambda=0.01` retrains (the data and the judge are reused) and records a
-    run whose saved encoder gives the mean code."""
+    """README: `dvc exp run -S train.penalty=kl -S train.lambda=0.01` retrains (the data and the judge are
+    reused) and records a run whose saved encoder gives the mean code."""
     root, env, client = repro
     result = sh(["dvc", "exp", "run", "-S", "train.penalty=kl", "-S", "train.lambda=0.01"], root, env)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}

@@ -353,7 +353,6 @@ def test_a_model_built_and_saved_twice_has_the_same_bytes_and_loads_back(tmp_pat
 
 
 def test_a_saved_array_file_has_the_same_bytes_whenever_it_is_saved(tmp_path):
-
     save_npz(tmp_path / "a.npz", means=np.arange(6.0).reshape(2, 3))
     time.sleep(1.1)
     save_npz(tmp_path / "b.npz", means=np.arange(6.0).reshape(2, 3))

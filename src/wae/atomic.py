@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ def _numbered_shared_ids(data: bytes) -> bytes:
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _reproducible_zip(path: Path, edits: dict[str, Any] | None = None) -> None:
+def _reproducible_zip(path: Path, edits: Mapping[str, Callable[[bytes], bytes]] | None = None) -> None:
     """Rewrite the zip at `path` in place: the same entries in the same order and compression, each
     dated `_ZIP_EPOCH`, and the entries named in `edits` passed through their function."""
     edits = edits or {}
