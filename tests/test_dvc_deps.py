@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import REPO
+from project import REPO, sh
 
 STAGES = REPO / "stages"
 PACKAGE = REPO / "src"
@@ -133,3 +133,13 @@ def test_the_import_walk_finds_modules_imported_inside_functions_and_skips_type_
     reached = {str(p.relative_to(REPO)) for p in code_run_by(REPO / "src/wae/metrics.py")}
     assert "src/wae/regularisers/mmd.py" in reached
     assert "src/wae/data.py" not in reached
+
+
+def test_dvc_commands_send_no_usage_report_and_leave_nothing_in_the_temp_folder(never_run_project, tmp_path):
+    # DVC's usage analytics are off in the project's .dvc/config: each command would otherwise write
+    # a report into the temp folder for a background sender, which stays there when offline.
+    root, env = never_run_project
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    sh(["dvc", "status"], root, {**env, "TMPDIR": str(temp)})
+    assert list(temp.iterdir()) == []
