@@ -1,7 +1,7 @@
 # One-command set-up: every target below first makes sure .venv matches requirements.lock.
 #   make repro   set up, then run the DVC pipeline (prepare -> classifier/train -> sample -> evaluate)
 #   make setup   only the set-up (PYTHON=python3.12 picks the interpreter; default: newest of 3.13-3.11)
-#   make test    set up, then the test suite (`make test PYTEST_ARGS="-k data"` for a part)
+#   make test    set up, then the test suite on TEST_JOBS=2 processes (`make test PYTEST_ARGS="-k data"` for a part)
 #   make study STUDY=regularisers   a named study (src/wae/studies.py): queue, run, report (docs/studies.md)
 #   make study-report STUDY=...     only its report, from MLflow
 #   make ui      open the MLflow UI on http://127.0.0.1:5000 (runs of this repo's store; prints their page)
@@ -18,6 +18,10 @@ BIN := $(VENV)/bin
 TF ?= cpu
 STAMP := $(VENV)/.installed-$(TF)
 PYTEST_ARGS ?=
+# make test: how many processes share the tests (pytest-xdist; 0 runs them in this one). Each test module
+# stays in one process, so its fixtures are built once. Two keeps a 2-core machine busy: most tests wait
+# on subprocesses (dvc, mlflow, a browser) much of the time.
+TEST_JOBS ?= 2
 # make study: which study, and how many of its experiments run at a time (dvc queue start -j).
 # One training already keeps both cores of a 2-core laptop busy most of the time (docs/studies.md).
 STUDY ?=
@@ -58,7 +62,7 @@ study-report: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src stages tests benchmarks scripts
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadscope $(PYTEST_ARGS)
 
 # The runs' page (MLflow's UI opens experiments on its GenAI overview unless told otherwise).
 ui: $(STAMP)
