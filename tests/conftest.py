@@ -12,6 +12,14 @@ import pytest
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests first, each module's tests in their own order: `make test` hands whole
+    modules to its processes (pytest-xdist, --dist loadscope), and long ones handed out last would
+    leave the other process idle at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 def _complete(folder: Path) -> bool:
     return all((folder / f"{name}.gz").is_file() for name in _MNIST_FILES)
 
