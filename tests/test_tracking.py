@@ -344,3 +344,19 @@ def test_evaluated_versions_carry_their_scores_and_promote_moves_the_alias_to_th
             tracking.main(["promote", *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert str(registry.get_model_version_by_alias("wae-decoder", "champion").version) == "2", "unchanged"
+
+
+def test_a_study_run_groups_exactly_its_current_members(root):
+    # A study's report makes its members' runs children of the study's run. Reported again after its
+    # params changed (or a member was retrained), the runs it no longer averages leave the group.
+    experiment_id = tracking.connect(root, EXPERIMENT)
+    made = [client(root).create_run(experiment_id).info.run_id for _ in range(3)]
+    parent = tracking.study_run(root, EXPERIMENT, "demo")
+    assert tracking.adopt_members(parent, "demo", {made[0]: "demo-a-s0", made[1]: "demo-b-s0"}) == []
+    assert tracking.adopt_members(parent, "demo", {made[0]: "demo-a-s0", made[2]: "demo-c-s0"}) == []
+
+    tags = {run_id: client(root).get_run(run_id).data.tags for run_id in made}
+    children = {run_id for run_id, t in tags.items() if t.get("mlflow.parentRunId") == parent}
+    assert children == {made[0], made[2]}
+    assert "study.demo" not in tags[made[1]]
+    assert tags[made[2]]["study.demo"] == "demo-c-s0"

@@ -630,10 +630,22 @@ def study_run(root: str | Path, experiment_name: str, study_name: str) -> str:
 def adopt_members(parent_id: str, study_name: str, members: Mapping[str, str]) -> list[str]:
     """Make runs (run id -> member name) children of a study's run, so the UI groups them under it,
     and tag each `study.<name>` with its member name. A run has one parent: one that already belongs
-    to another study's run stays there (it is still tagged); their ids are returned."""
+    to another study's run stays there (it is still tagged); their ids are returned.
+
+    Children of an earlier report that are no longer members (the study's params changed, or a rerun
+    of a member superseded them) are let go, so the UI groups exactly the runs the report averages."""
     import mlflow
 
     client = mlflow.MlflowClient()
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    former = client.search_runs(
+        [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=50000
+    )
+    for run in former:
+        if run.info.run_id not in members:
+            client.delete_tag(run.info.run_id, "mlflow.parentRunId")
+            if f"{STUDY_TAG}.{study_name}" in run.data.tags:
+                client.delete_tag(run.info.run_id, f"{STUDY_TAG}.{study_name}")
     elsewhere = []
     for run_id, name in members.items():
         parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
