@@ -589,9 +589,13 @@ class RunRecord:
 
 def search_runs(root: str | Path, experiment_name: str, filter_string: str = "") -> list[RunRecord]:
     """Every run of the experiment that matches an MLflow search filter, newest first."""
+    return _runs_matching(connect(root, experiment_name), filter_string)
+
+
+def _runs_matching(experiment_id: str, filter_string: str) -> list[RunRecord]:
+    """Every run of an experiment (by id) that matches an MLflow search filter, newest first, page by page."""
     import mlflow
 
-    experiment_id = connect(root, experiment_name)
     client = mlflow.MlflowClient()
     found, token = [], None
     while True:
@@ -638,14 +642,11 @@ def adopt_members(parent_id: str, study_name: str, members: Mapping[str, str]) -
 
     client = mlflow.MlflowClient()
     experiment_id = client.get_run(parent_id).info.experiment_id
-    former = client.search_runs(
-        [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=50000
-    )
-    for run in former:
-        if run.info.run_id not in members:
-            client.delete_tag(run.info.run_id, "mlflow.parentRunId")
-            if f"{STUDY_TAG}.{study_name}" in run.data.tags:
-                client.delete_tag(run.info.run_id, f"{STUDY_TAG}.{study_name}")
+    for run in _runs_matching(experiment_id, f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+        if run.run_id not in members:
+            client.delete_tag(run.run_id, "mlflow.parentRunId")
+            if f"{STUDY_TAG}.{study_name}" in run.tags:
+                client.delete_tag(run.run_id, f"{STUDY_TAG}.{study_name}")
     elsewhere = []
     for run_id, name in members.items():
         parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
