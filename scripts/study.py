@@ -141,10 +141,15 @@ def override_args(member: Member) -> list[str]:
     return args
 
 
-def wait(study: Study, todo: list[Member], baselines: set[str]) -> None:
-    """Poll DVC's queue until no member of `todo` is queued or running; print progress as it moves."""
+def wait(study: Study, todo: list[Member], baselines: set[str], jobs: int) -> None:
+    """Poll DVC's queue until no member of `todo` is queued or running; print progress as it moves.
+
+    Members queued with none running, two polls in a row, mean that DVC's queue has no worker: a
+    user stopped it (`dvc queue stop`), or its worker left with members queued (a read of a message
+    that DVC's file-based broker was still writing ends it, now and then). The queue is started again,
+    rather than waiting for ever."""
     digests = {m.digest for m in todo}
-    last = None
+    last, idle_polls = None, 0
     while True:
         chosen = by_digest(experiments(baselines))
         states = [chosen[d].state if d in chosen else "" for d in digests]
@@ -155,6 +160,13 @@ def wait(study: Study, todo: list[Member], baselines: set[str]) -> None:
             last = line
         if not counts["queued"] and not counts["running"]:
             return
+        idle_polls = idle_polls + 1 if counts["queued"] and not counts["running"] else 0
+        if idle_polls == 2:
+            print(
+                f"study {study.name}: members are queued and none runs: DVC's queue has no worker; starting it"
+            )
+            dvc("queue", "start", "-j", str(jobs), capture=False)
+            idle_polls = 0
         time.sleep(POLL_SECONDS)
 
 
@@ -193,7 +205,7 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
         if missing or any(state_of(m, chosen) == "queued" for m in pending):
             dvc("queue", "start", "-j", str(jobs), capture=False)
         try:
-            wait(study, missing + pending, baselines)
+            wait(study, missing + pending, baselines, jobs)
         except KeyboardInterrupt:
             print(
                 "\ninterrupted: the queue keeps running in the background (`dvc queue status`). The same "

@@ -10,6 +10,7 @@ by .ci/run) on the page `python -m wae.tracking url` gives. Screenshots are left
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -110,15 +111,25 @@ def ui(lab, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory: pytest.TempPathFactory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    # Chromium's profile and its singleton-socket folder go to the test's own folder: left in the
+    # system's temporary folder, one `org.chromium.Chromium.*` folder stays behind per run.
+    home = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1100"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1500,1100",
+        f"--user-data-dir={home / 'profile'}",
+    ):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    service = Service(CHROMEDRIVER, env={**os.environ, "TMPDIR": str(home)})
+    driver = webdriver.Chrome(service=service, options=options)
     yield driver
     driver.quit()
 

@@ -26,11 +26,11 @@ STUDY = 'STUDY=tiny STUDY_ARGS="--vary train.lambda=10 --seeds 0,1"'
 EXPERIMENT = "wae-mnist"
 
 
-def make(target: str) -> str:
+def make(target: str, jobs: int = 2) -> str:
     """`make <target>` with this virtualenv, which make must not try to rebuild (-o: take it as up to date)."""
     (stamp,) = VENV.glob(".installed-*")
     tf = stamp.name.removeprefix(".installed-")
-    return f"make {target} {STUDY} JOBS=2 VENV={VENV} TF={tf} -o {stamp}"
+    return f"make {target} {STUDY} JOBS={jobs} VENV={VENV} TF={tf} -o {stamp}"
 
 
 @pytest.fixture
@@ -59,18 +59,27 @@ def runs(root: Path) -> list[mlflow.entities.Run]:
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
-def interrupt_once_running(root: Path, env: dict[str, str], log: Path) -> str:
-    """Start `make study`, press Ctrl-C once its members run (SIGINT to its process group), return its output."""
+def start_study(root: Path, env: dict[str, str], log: Path, jobs: int = 2) -> subprocess.Popen:
+    """`make study` in the background, in its own process group, its output going to `log`."""
     with open(log, "w") as out:
-        make_study = subprocess.Popen(
-            make("study"), shell=True, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(
+            make("study", jobs), shell=True, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+
+
+def wait_for_output(make_study: subprocess.Popen, log: Path, text: str) -> None:
     deadline = time.monotonic() + 1200
-    while " running (" not in log.read_text():
+    while text not in log.read_text():
         assert make_study.poll() is None, log.read_text()[-5000:]
         assert time.monotonic() < deadline, log.read_text()[-5000:]
         time.sleep(1)
+
+
+def interrupt_once_running(root: Path, env: dict[str, str], log: Path) -> str:
+    """Start `make study`, press Ctrl-C once its members run (SIGINT to its process group), return its output."""
+    make_study = start_study(root, env, log)
+    wait_for_output(make_study, log, " running (")
     os.killpg(make_study.pid, signal.SIGINT)
     assert make_study.wait(timeout=60) != 0
     return log.read_text()
@@ -135,3 +144,23 @@ def fcd_cell(row: pd.Series) -> str:
     from wae.study_report import mean_pm_std
 
     return mean_pm_std(row["mean"], row["std"])
+
+
+def test_a_study_whose_queue_has_lost_its_worker_starts_it_again(lab, tmp_path):
+    """DVC's worker leaves now and then with members still queued, or a user stops it: the waiting
+    study starts the queue again instead of waiting for ever."""
+    root, env = lab
+    log = tmp_path / "study.log"
+    make_study = start_study(root, env, log, jobs=1)  # one worker: the second member waits in the queue
+    try:
+        wait_for_output(make_study, log, "1 queued, 1 running (")
+        # The worker finishes the member it runs, then leaves; the other member stays queued.
+        sh(["dvc", "queue", "stop"], root, env)
+        assert make_study.wait(timeout=1200) == 0, log.read_text()[-5000:]
+    finally:
+        if make_study.poll() is None:
+            os.killpg(make_study.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "members are queued and none runs: DVC's queue has no worker; starting it" in output
+    assert "2 success (" in output
+    assert "Members found: 2 of 2" in (root / "reports/studies/tiny/summary.md").read_text()
