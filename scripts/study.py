@@ -173,8 +173,11 @@ def wait(study: Study, todo: list[Member], baselines: set[str], jobs: int) -> No
 def run(study: Study, base: dict[str, Any], jobs: int) -> int:
     experiment = params_from_dict(base).mlflow.experiment_name
     grid = members(study, base)  # fails here, before any work, on a bad member
-    done = scored_runs(experiment)  # also creates the store and experiment before parallel workers
     found = experiments()
+    # Read after DVC's states: a member whose process has ended ("stale" until DVC collects it, for some
+    # seconds after a normal end too) has logged its scores by then, so only one a crash ended is queued
+    # again. Also creates the store and experiment before parallel workers.
+    done = scored_runs(experiment)
     # Where members are queued (HEAD, now) or were queued before: a commit during the wait changes neither.
     head = tracking.git_tags(ROOT).get("git.commit")
     baselines = {e.baseline for e in found} | ({head} if head else set())
