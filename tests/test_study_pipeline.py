@@ -1,6 +1,7 @@
 """A study end to end, as a user runs it, in a throw-away copy of the project: `make study` queues a
 two-member study of tiny runs and is interrupted; run again it queues nothing twice, waits for DVC's queue
-and reports; a third run queues nothing; `make study-report` reuses the study's run.
+and reports; a third run queues nothing; `make study-report` reuses the study's run. A study whose DVC
+queue loses its worker while members wait starts the queue again.
 """
 
 from __future__ import annotations
