@@ -141,6 +141,11 @@ def override_args(member: Member) -> list[str]:
     return args
 
 
+def start_queue(jobs: int) -> None:
+    """Start DVC's queue with `jobs` workers; workers that already run are kept, not doubled."""
+    dvc("queue", "start", "-j", str(jobs), capture=False)
+
+
 def wait(study: Study, todo: list[Member], baselines: set[str], jobs: int) -> None:
     """Poll DVC's queue until no member of `todo` is queued or running; print progress as it moves.
 
@@ -165,7 +170,7 @@ def wait(study: Study, todo: list[Member], baselines: set[str], jobs: int) -> No
             print(
                 f"study {study.name}: members are queued and none runs: DVC's queue has no worker; starting it"
             )
-            dvc("queue", "start", "-j", str(jobs), capture=False)
+            start_queue(jobs)
             idle_polls = 0
         time.sleep(POLL_SECONDS)
 
@@ -206,7 +211,7 @@ def run(study: Study, base: dict[str, Any], jobs: int) -> int:
             print(f"queued {name}: {' '.join(override_args(member))}")
     if missing or pending:
         if missing or any(state_of(m, chosen) == "queued" for m in pending):
-            dvc("queue", "start", "-j", str(jobs), capture=False)
+            start_queue(jobs)
         try:
             wait(study, missing + pending, baselines, jobs)
         except KeyboardInterrupt:

@@ -641,12 +641,13 @@ def adopt_members(parent_id: str, study_name: str, members: Mapping[str, str]) -
     import mlflow
 
     client = mlflow.MlflowClient()
+    member_tag = f"{STUDY_TAG}.{study_name}"
     experiment_id = client.get_run(parent_id).info.experiment_id
     for run in _runs_matching(experiment_id, f"tags.`mlflow.parentRunId` = '{parent_id}'"):
         if run.run_id not in members:
             client.delete_tag(run.run_id, "mlflow.parentRunId")
-            if f"{STUDY_TAG}.{study_name}" in run.tags:
-                client.delete_tag(run.run_id, f"{STUDY_TAG}.{study_name}")
+            if member_tag in run.tags:
+                client.delete_tag(run.run_id, member_tag)
     elsewhere = []
     for run_id, name in members.items():
         parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
@@ -654,7 +655,7 @@ def adopt_members(parent_id: str, study_name: str, members: Mapping[str, str]) -
             client.set_tag(run_id, "mlflow.parentRunId", parent_id)
         else:
             elsewhere.append(run_id)
-        client.set_tag(run_id, f"{STUDY_TAG}.{study_name}", name)
+        client.set_tag(run_id, member_tag, name)
     return elsewhere
 
 
