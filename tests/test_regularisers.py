@@ -122,8 +122,10 @@ def test_reparametrised_training_codes_have_the_mean_and_variance_the_encoder_gi
     draws = codes.z.numpy()
     assert np.all(np.abs(draws.mean(axis=0) - mean) < 4 * std / math.sqrt(n))
     assert np.all(np.abs(draws.std(axis=0) / std - 1) < 4 * math.sqrt(1 / (2 * n)))
-    # Evaluation (no noise) and the saved encoder give the mean code.
-    assert np.array_equal(models.encode(images[:2], training=False, noise={}).z.numpy()[0], mean)
+    # Evaluation (no noise) and the saved encoder give the mean code. Not bit for bit: a batch of 2
+    # and one of 4000 may take different float32 kernels (they do on AVX2-only CPUs); a draw would
+    # differ by about a standard deviation.
+    assert np.allclose(models.encode(images[:2], training=False, noise={}).z.numpy()[0], mean, atol=1e-6)
     assert np.allclose(encode(models.encoder, digit), mean, atol=1e-6)
 
 
