@@ -43,8 +43,11 @@ GAN_RTOL = 1e-3
 # pairs, with no cross-replica pairs, so its gradient differs a little and training drifts slowly.
 MMD_RECON_RTOL = 2e-2  # measured 3.3e-3 over 12 steps
 MMD_PENALTY_ATOL = 0.05  # measured 0.016 (the penalty itself is 0.17 to 1.7 here)
-# bfloat16 keeps 8 bits of mantissa: mirrored and one device round differently (measured 1.4e-3).
-BF16_RTOL = 1e-2
+# bfloat16 keeps 8 bits of mantissa: mirrored and one device round differently. Measured: 1.4e-3
+# where the CPU computes bfloat16 natively (AMX); 1.4e-2 on the GAN's validation penalty where it is
+# emulated (AVX2 only, AMD EPYC), 12 steps in. A replica that skipped the gradient average would
+# take steps of twice the size: tens of percent off.
+BF16_RTOL = 3e-2
 # Two worker processes through the whole `train` stage: 60 GAN steps, over which the adversarial
 # game amplifies round-off (another all-reduce order) to 1.4e-3 relative on the penalty (measured).
 PIPELINE_RTOL = 1e-2
